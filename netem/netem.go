@@ -51,7 +51,16 @@ type Link struct {
 	AtoB Spec   `json:"a_to_b"`
 	BtoA Spec   `json:"b_to_a"`
 	MTU  int    `json:"mtu,omitempty"`
+	// Via is how the backend realised the link: "veth" (a veth pair, maybe
+	// with qdiscs) or "tap" (two TAP devices joined by the userspace engine).
+	Via string `json:"via"`
 }
+
+// How a link is realised.
+const (
+	ViaVeth = "veth"
+	ViaTAP  = "tap"
+)
 
 // Spec returns the impairment of one direction.
 func (l Link) Spec(d Dir) Spec {
@@ -69,8 +78,9 @@ type Backend interface {
 	// Name is "kernel" or "userspace": labctl says it at `up`.
 	Name() string
 	// Create makes both ends of the link in their namespaces, up, tagged
-	// with l.Tag, and impaired as l says. On error it leaves nothing.
-	Create(ctx context.Context, l Link) error
+	// with l.Tag, and impaired as l says, and records in l.Via how. On error
+	// it leaves nothing.
+	Create(ctx context.Context, l *Link) error
 	// Set replaces the impairment of one direction of a live link; a zero
 	// Spec makes that direction clean.
 	Set(ctx context.Context, l Link, d Dir, s Spec) error
