@@ -1,0 +1,125 @@
+// Package topo is the pure lab model: nodes, links, impairments, programs,
+// checks and a timeline; YAML lab files; the built-in topologies (single,
+// linear, tree, as Mininet has them) and the embedded named labs;
+// validation and address assignment. It makes no system calls.
+package topo
+
+// Kind of a node.
+type Kind string
+
+const (
+	Host   Kind = "host"   // a network namespace with addresses and programs
+	Switch Kind = "switch" // a Linux bridge, in a namespace of its own
+	Router Kind = "router" // a host that forwards between subnets
+)
+
+// Lab is a whole lab, validated and resolved: every interface has a name and
+// every host interface an address.
+type Lab struct {
+	Name        string
+	Description string
+	// Backend of the link impairments: "auto" (default), "kernel" or "userspace".
+	Backend string
+	// Seed makes the userspace backend's random choices repeatable.
+	Seed     int64
+	Nodes    []*Node
+	Links    []*Link
+	Checks   []Check
+	Timeline []Event
+	// Source says where the lab came from: a file path, "builtin:NAME" or
+	// "topo:SPEC".
+	Source string
+}
+
+// Node is a host, switch or router.
+type Node struct {
+	Name     string
+	Kind     Kind
+	Routes   []Route
+	Programs []Program
+	Sysctls  map[string]string
+	Ifaces   []*Iface // in link order
+	Line     int      // where it is defined in the lab file (0 if generated)
+}
+
+// Iface is one end of a link, seen from its node.
+type Iface struct {
+	Name string
+	Addr string // CIDR, empty on switch ports
+	Link *Link
+	Peer *Node
+}
+
+// Route is a static route of a host or router.
+type Route struct {
+	Dst string // CIDR, or "default"
+	Via string // next hop
+}
+
+func (r Route) String() string { return r.Dst + " via " + r.Via }
+
+// Endpoint names one end of a link in a lab file.
+type Endpoint struct {
+	Node  string
+	Iface string // optional: ethN by default
+	Addr  string // optional CIDR: assigned automatically by default
+}
+
+// Link joins two nodes.
+type Link struct {
+	Name string // unique; "a-b" by default
+	A, B Endpoint
+	// Netem applies in both directions; Egress replaces it for the packets
+	// a given endpoint node sends.
+	Netem  Impairment
+	Egress map[string]Impairment
+	MTU    int
+	Line   int
+}
+
+// Spec returns the impairment of the packets that node from sends on l.
+func (l *Link) Spec(from string) Impairment {
+	if s, ok := l.Egress[from]; ok {
+		return s
+	}
+	return l.Netem
+}
+
+// Node returns the named node, or nil.
+func (lab *Lab) Node(name string) *Node {
+	for _, n := range lab.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Link returns the named link, or nil.
+func (lab *Lab) Link(name string) *Link {
+	for _, l := range lab.Links {
+		if l.Name == name {
+			return l
+		}
+	}
+	return nil
+}
+
+// Addr returns a host's first address without the prefix length, or "".
+func (n *Node) Addr() string {
+	for _, i := range n.Ifaces {
+		if i.Addr != "" {
+			return stripPrefix(i.Addr)
+		}
+	}
+	return ""
+}
+
+func stripPrefix(cidr string) string {
+	for i := 0; i < len(cidr); i++ {
+		if cidr[i] == '/' {
+			return cidr[:i]
+		}
+	}
+	return cidr
+}

@@ -1,0 +1,294 @@
+package topo
+
+import (
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Program is a process a lab runs inside a host.
+type Program struct {
+	// Name is unique on its host; by default the command's first word.
+	Name string `yaml:"name"`
+	// Command is a string (split like a shell does, quotes honoured) or a
+	// list. A first word "labctl" means this labctl binary, so
+	// "labctl app xy-server" needs no PATH.
+	Command Command           `yaml:"command"`
+	Env     map[string]string `yaml:"env"`
+	Dir     string            `yaml:"dir"`
+	// After names programs ("prog" on the same host, or "host/prog") that
+	// must be ready before this one starts.
+	After []string `yaml:"after"`
+	// StartDelay waits this long after the dependencies are ready.
+	StartDelay Duration `yaml:"start_delay"`
+	// Ready says when the program counts as started. Without it, a program
+	// is ready once it has been started.
+	Ready *Ready `yaml:"ready"`
+	// Stdin lines are typed into the program, each after its delay; stdin
+	// is then closed unless KeepStdin.
+	Stdin     []StdinLine `yaml:"stdin"`
+	KeepStdin bool        `yaml:"keep_stdin"`
+	// Restart: "no" (default), "on-failure" or "always".
+	Restart string `yaml:"restart"`
+	// TimeLimit kills the program after this long (default 60s for tasks;
+	// none for services).
+	TimeLimit Duration `yaml:"time_limit"`
+	// Service programs (servers) run until the lab is taken down; a lab's
+	// checks wait only for the other programs (tasks) to end.
+	Service bool `yaml:"service"`
+	// Root runs the program as root with all capabilities; otherwise it runs
+	// as the user who invoked sudo, or as nobody, with none.
+	Root bool `yaml:"root"`
+	Line int  `yaml:"-"`
+}
+
+// Ready is a readiness condition, always with a deadline.
+type Ready struct {
+	TCP     string   `yaml:"tcp"`  // "PORT" or "ADDR:PORT": a listening TCP socket in the host
+	UDP     string   `yaml:"udp"`  // a bound UDP socket in the host
+	Line    string   `yaml:"line"` // a regular expression matched against each output line
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Restart policies.
+const (
+	RestartNo        = "no"
+	RestartOnFailure = "on-failure"
+	RestartAlways    = "always"
+)
+
+// StdinLine is one line typed into a program.
+type StdinLine struct {
+	Text  string   `yaml:"line"`
+	Delay Duration `yaml:"delay"` // wait this long before typing it
+}
+
+func (s *StdinLine) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		s.Text = n.Value
+		return nil
+	}
+	type plain StdinLine
+	return decodeStrict(n, (*plain)(s))
+}
+
+// Command is an argv written as a string or as a list.
+type Command []string
+
+func (c *Command) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		args, err := SplitCommand(n.Value)
+		if err != nil {
+			return err
+		}
+		*c = args
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return err
+		}
+		*c = l
+		return nil
+	}
+	return fmt.Errorf("want a command string or a list of arguments")
+}
+
+func (c Command) String() string {
+	q := make([]string, len(c))
+	for i, a := range c {
+		if a == "" || strings.ContainsAny(a, " \t'\"\\$") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
+
+// SplitCommand splits a command line like a POSIX shell would, honouring
+// single and double quotes and backslashes, with no expansion.
+func SplitCommand(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inArg := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("command %q: unterminated single quote", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inArg = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("command %q: unterminated double quote", s)
+			}
+			inArg = true
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inArg = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteByte(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args, nil
+}
+
+// Check is an assertion about a finished run. Exactly one of Output, Exit,
+// Before and SameFile is set.
+type Check struct {
+	Name string `yaml:"name"`
+
+	// Output ("host/prog") must contain every Contains line (substring
+	// match), match every Matches regexp, contain none of Absent; with
+	// InOrder, the Contains/Matches lines appear in the order given.
+	Output   string     `yaml:"output"`
+	Stream   string     `yaml:"stream"` // stdout (default), stderr, both
+	Contains StringList `yaml:"contains"`
+	Matches  StringList `yaml:"matches"`
+	Absent   StringList `yaml:"absent"`
+	InOrder  bool       `yaml:"in_order"`
+
+	// Exit ("host/prog") ended with Status (default 0).
+	Exit   string `yaml:"exit"`
+	Status *int   `yaml:"status"`
+
+	// Before: the first output line matching Before[0] was printed before
+	// the first matching Before[1] (each may be on another host).
+	Before []LineRef `yaml:"before"`
+
+	// SameFile: these files have the same SHA-256.
+	SameFile []string `yaml:"same_file"`
+
+	Line int `yaml:"-"`
+}
+
+// LineRef names an output line of a program by regular expression.
+type LineRef struct {
+	Output  string `yaml:"output"`
+	Matches string `yaml:"matches"`
+}
+
+// StringList is one string or a list of them.
+type StringList []string
+
+func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*s = []string{n.Value}
+		return nil
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return fmt.Errorf("want a string or a list of strings")
+	}
+	*s = l
+	return nil
+}
+
+// Kind says which assertion the check makes.
+func (c Check) Kind() string {
+	switch {
+	case c.Output != "":
+		return "output"
+	case c.Exit != "":
+		return "exit"
+	case len(c.Before) > 0:
+		return "before"
+	case len(c.SameFile) > 0:
+		return "same_file"
+	}
+	return ""
+}
+
+// Title is the check's name, or a description made from what it asserts.
+func (c Check) Title() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	switch c.Kind() {
+	case "output":
+		var parts []string
+		for _, s := range c.Contains {
+			parts = append(parts, fmt.Sprintf("%q", s))
+		}
+		for _, s := range c.Matches {
+			parts = append(parts, "/"+s+"/")
+		}
+		for _, s := range c.Absent {
+			parts = append(parts, fmt.Sprintf("no %q", s))
+		}
+		return c.Output + " prints " + strings.Join(parts, ", ")
+	case "exit":
+		st := 0
+		if c.Status != nil {
+			st = *c.Status
+		}
+		return fmt.Sprintf("%s exits with status %d", c.Exit, st)
+	case "before":
+		return fmt.Sprintf("%s /%s/ before %s /%s/", c.Before[0].Output, c.Before[0].Matches, c.Before[1].Output, c.Before[1].Matches)
+	case "same_file":
+		return "same SHA-256: " + strings.Join(c.SameFile, ", ")
+	}
+	return "check"
+}
+
+// Event is one timed action of a lab's timeline, counted from the start of
+// the programs. Exactly one action is set.
+type Event struct {
+	At       Duration     `yaml:"at"`
+	Netem    *NetemAction `yaml:"netem"`
+	Kill     string       `yaml:"kill"`    // "host/prog"
+	Signal   string       `yaml:"signal"`  // with Kill: TERM, INT, KILL (default KILL)
+	Restart  string       `yaml:"restart"` // "host/prog"
+	LinkDown string       `yaml:"link_down"`
+	LinkUp   string       `yaml:"link_up"`
+	Line     int          `yaml:"-"`
+}
+
+// NetemAction changes a link's impairment during a run.
+type NetemAction struct {
+	Link  string     `yaml:"link"`
+	From  string     `yaml:"from"` // only the packets this endpoint sends; both directions by default
+	Set   Impairment `yaml:"set"`
+	Reset bool       `yaml:"reset"`
+}
+
+// Kind says which action the event takes.
+func (e Event) Kind() string {
+	switch {
+	case e.Netem != nil:
+		return "netem"
+	case e.Kill != "":
+		return "kill"
+	case e.Restart != "":
+		return "restart"
+	case e.LinkDown != "":
+		return "link_down"
+	case e.LinkUp != "":
+		return "link_up"
+	}
+	return ""
+}

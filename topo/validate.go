@@ -1,0 +1,451 @@
+package topo
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strings"
+)
+
+var (
+	labNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	nodeNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`)
+	ifaceRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+)
+
+// MaxIfaceName is the kernel's limit on interface names (IFNAMSIZ-1).
+const MaxIfaceName = 15
+
+// Build validates a lab and resolves it: interface names, addresses and
+// routes are filled in where the lab leaves them out. It is what Parse and
+// Generate call; call it again only on a lab built by hand.
+func (lab *Lab) Build() error {
+	if !labNameRE.MatchString(lab.Name) {
+		return &FieldError{Path: "name", Err: fmt.Errorf("lab name %q: use 1-32 of a-z, 0-9 and '-', starting with a letter or digit", lab.Name)}
+	}
+	switch lab.Backend {
+	case "", "auto", "kernel", "userspace":
+	default:
+		return &FieldError{Path: "backend", Err: fmt.Errorf("%q: want auto, kernel or userspace", lab.Backend)}
+	}
+	if err := lab.checkNodes(); err != nil {
+		return err
+	}
+	if err := lab.checkLinks(); err != nil {
+		return err
+	}
+	if err := lab.assignAddresses(); err != nil {
+		return err
+	}
+	if err := lab.assignRoutes(); err != nil {
+		return err
+	}
+	if err := lab.checkPrograms(); err != nil {
+		return err
+	}
+	if err := lab.checkChecks(); err != nil {
+		return err
+	}
+	return lab.checkTimeline()
+}
+
+func nodeErr(n *Node, field string, err error) error {
+	p := n.Kind.section() + "." + n.Name
+	if field != "" {
+		p += "." + field
+	}
+	return &FieldError{Line: n.Line, Path: p, Err: err}
+}
+
+func (lab *Lab) checkNodes() error {
+	seen := map[string]*Node{}
+	for _, n := range lab.Nodes {
+		if !nodeNameRE.MatchString(n.Name) {
+			return nodeErr(n, "", fmt.Errorf("node name %q: use 1-32 of letters, digits, '_' and '-', starting with a letter", n.Name))
+		}
+		if n.Kind == Switch && len(n.Name) > MaxIfaceName {
+			return nodeErr(n, "", fmt.Errorf("switch name %q: at most %d bytes (it names the bridge)", n.Name, MaxIfaceName))
+		}
+		if old, ok := seen[n.Name]; ok {
+			return nodeErr(n, "", fmt.Errorf("duplicate node name %q (first defined as a %s%s)", n.Name, old.Kind, lineSuffix(old.Line)))
+		}
+		seen[n.Name] = n
+		if n.Kind == Switch && (len(n.Programs) > 0 || len(n.Routes) > 0) {
+			return nodeErr(n, "", errors.New("a switch runs no programs and has no routes; use a host or router"))
+		}
+		for i, r := range n.Routes {
+			if r.Dst != "default" {
+				if _, err := netip.ParsePrefix(r.Dst); err != nil {
+					return nodeErr(n, fmt.Sprintf("routes[%d]", i), fmt.Errorf("destination %q: want a CIDR such as 10.0.2.0/24, or default", r.Dst))
+				}
+			}
+			if _, err := netip.ParseAddr(r.Via); err != nil {
+				return nodeErr(n, fmt.Sprintf("routes[%d]", i), fmt.Errorf("next hop %q: want an address", r.Via))
+			}
+		}
+	}
+	return nil
+}
+
+func lineSuffix(line int) string {
+	if line > 0 {
+		return fmt.Sprintf(" on line %d", line)
+	}
+	return ""
+}
+
+func linkErr(l *Link, i int, field string, err error) error {
+	p := fmt.Sprintf("links[%d]", i)
+	if l.Name != "" {
+		p = fmt.Sprintf("links[%d] (%s)", i, l.Name)
+	}
+	if field != "" {
+		p += "." + field
+	}
+	return &FieldError{Line: l.Line, Path: p, Err: err}
+}
+
+func (lab *Lab) checkLinks() error {
+	names := map[string]bool{}
+	for _, n := range lab.Nodes {
+		n.Ifaces = nil
+	}
+	for i, l := range lab.Links {
+		for _, e := range []Endpoint{l.A, l.B} {
+			if lab.Node(e.Node) == nil {
+				return linkErr(l, i, "endpoints", fmt.Errorf("no node %q", e.Node))
+			}
+			if e.Iface != "" && (len(e.Iface) > MaxIfaceName || !ifaceRE.MatchString(e.Iface)) {
+				return linkErr(l, i, "endpoints", fmt.Errorf("interface name %q: at most %d bytes of letters, digits, '_', '.', '-'", e.Iface, MaxIfaceName))
+			}
+			if e.Addr != "" {
+				p, err := netip.ParsePrefix(e.Addr)
+				if err != nil || !p.Addr().Is4() {
+					return linkErr(l, i, "endpoints", fmt.Errorf("address %q: want an IPv4 CIDR such as 10.0.0.5/24", e.Addr))
+				}
+				if lab.Node(e.Node).Kind == Switch {
+					return linkErr(l, i, "endpoints", fmt.Errorf("switch %q: a switch port has no address", e.Node))
+				}
+			}
+		}
+		if l.A.Node == l.B.Node {
+			return linkErr(l, i, "endpoints", fmt.Errorf("node %q linked to itself", l.A.Node))
+		}
+		if l.Name == "" {
+			l.Name = l.A.Node + "-" + l.B.Node
+			for k := 2; names[l.Name]; k++ {
+				l.Name = fmt.Sprintf("%s-%s-%d", l.A.Node, l.B.Node, k)
+			}
+		}
+		if names[l.Name] {
+			return linkErr(l, i, "name", fmt.Errorf("duplicate link name %q", l.Name))
+		}
+		names[l.Name] = true
+		if l.MTU != 0 && (l.MTU < 68 || l.MTU > 65535) {
+			return linkErr(l, i, "mtu", fmt.Errorf("%d: want 68-65535", l.MTU))
+		}
+		if err := l.Netem.Validate(); err != nil {
+			return linkErr(l, i, "netem", oneLine(err))
+		}
+		for from, s := range l.Egress {
+			if from != l.A.Node && from != l.B.Node {
+				return linkErr(l, i, "egress."+from, fmt.Errorf("%q is not an endpoint of this link (%s, %s)", from, l.A.Node, l.B.Node))
+			}
+			if err := s.Validate(); err != nil {
+				return linkErr(l, i, "egress."+from, oneLine(err))
+			}
+		}
+		a, b := lab.Node(l.A.Node), lab.Node(l.B.Node)
+		if err := addIface(a, &l.A, l, b); err != nil {
+			return linkErr(l, i, "endpoints", err)
+		}
+		if err := addIface(b, &l.B, l, a); err != nil {
+			return linkErr(l, i, "endpoints", err)
+		}
+	}
+	return nil
+}
+
+// oneLine joins a multi-error into one line.
+func oneLine(err error) error {
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
+func addIface(n *Node, e *Endpoint, l *Link, peer *Node) error {
+	if e.Iface == "" {
+		for k := 0; ; k++ {
+			name := fmt.Sprintf("eth%d", k)
+			if n.iface(name) == nil {
+				e.Iface = name
+				break
+			}
+		}
+	}
+	if n.iface(e.Iface) != nil {
+		return fmt.Errorf("node %q has two interfaces named %q", n.Name, e.Iface)
+	}
+	n.Ifaces = append(n.Ifaces, &Iface{Name: e.Iface, Addr: e.Addr, Link: l, Peer: peer})
+	return nil
+}
+
+func (n *Node) iface(name string) *Iface {
+	for _, i := range n.Ifaces {
+		if i.Name == name {
+			return i
+		}
+	}
+	return nil
+}
+
+// progName is a program's name: given, or derived from its command.
+func progName(p Program) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	if len(p.Command) == 0 {
+		return ""
+	}
+	if p.Command[0] == "labctl" && len(p.Command) >= 3 && p.Command[1] == "app" {
+		return p.Command[2]
+	}
+	return path.Base(p.Command[0])
+}
+
+func (lab *Lab) checkPrograms() error {
+	for _, n := range lab.Nodes {
+		seen := map[string]bool{}
+		for i := range n.Programs {
+			p := &n.Programs[i]
+			field := fmt.Sprintf("programs[%d]", i)
+			if len(p.Command) == 0 || p.Command[0] == "" {
+				return &FieldError{Line: p.Line, Path: nodePath(n, field+".command"), Err: errors.New("a program needs a command")}
+			}
+			p.Name = progName(*p)
+			if !nodeNameRE.MatchString(p.Name) {
+				return &FieldError{Line: p.Line, Path: nodePath(n, field+".name"), Err: fmt.Errorf("program name %q: use letters, digits, '_' and '-'", p.Name)}
+			}
+			if seen[p.Name] {
+				return &FieldError{Line: p.Line, Path: nodePath(n, field+".name"), Err: fmt.Errorf("two programs named %q on %s: give one a name", p.Name, n.Name)}
+			}
+			seen[p.Name] = true
+			switch p.Restart {
+			case "", RestartNo, RestartOnFailure, RestartAlways:
+			default:
+				return &FieldError{Line: p.Line, Path: nodePath(n, field+".restart"), Err: fmt.Errorf("%q: want no, on-failure or always", p.Restart)}
+			}
+			if r := p.Ready; r != nil {
+				set := 0
+				for _, s := range []string{r.TCP, r.UDP, r.Line} {
+					if s != "" {
+						set++
+					}
+				}
+				if set != 1 {
+					return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready"), Err: errors.New("give exactly one of tcp, udp, line")}
+				}
+				if r.Line != "" {
+					if _, err := regexp.Compile(r.Line); err != nil {
+						return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready.line"), Err: fmt.Errorf("bad regular expression: %v", err)}
+					}
+				}
+				for _, a := range []string{r.TCP, r.UDP} {
+					if a != "" && ParsePort(a) == 0 {
+						return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready"), Err: fmt.Errorf("%q: want PORT or ADDRESS:PORT", a)}
+					}
+				}
+			}
+		}
+	}
+	// Dependencies exist and have no cycle.
+	for _, n := range lab.Nodes {
+		for i, p := range n.Programs {
+			for _, dep := range p.After {
+				if _, _, err := lab.ResolveProgram(n.Name, dep); err != nil {
+					return &FieldError{Line: p.Line, Path: nodePath(n, fmt.Sprintf("programs[%d].after", i)), Err: err}
+				}
+			}
+		}
+	}
+	return lab.checkCycles()
+}
+
+// ParsePort returns the port of "PORT" or "ADDRESS:PORT", or 0.
+func ParsePort(s string) int {
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		s = s[i+1:]
+	}
+	var p int
+	if _, err := fmt.Sscanf(s, "%d", &p); err != nil || p < 1 || p > 65535 || fmt.Sprint(p) != s {
+		return 0
+	}
+	return p
+}
+
+func nodePath(n *Node, field string) string { return n.Kind.section() + "." + n.Name + "." + field }
+
+// section is the lab file's key for nodes of this kind.
+func (k Kind) section() string {
+	if k == Switch {
+		return "switches"
+	}
+	return string(k) + "s"
+}
+
+// ResolveProgram finds "prog" (on host from) or "host/prog".
+func (lab *Lab) ResolveProgram(from, ref string) (*Node, *Program, error) {
+	host, prog, ok := strings.Cut(ref, "/")
+	if !ok {
+		host, prog = from, ref
+	}
+	n := lab.Node(host)
+	if n == nil {
+		return nil, nil, fmt.Errorf("%q: no node %q", ref, host)
+	}
+	for i := range n.Programs {
+		if n.Programs[i].Name == prog {
+			return n, &n.Programs[i], nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%q: no program %q on %s", ref, prog, host)
+}
+
+func (lab *Lab) checkCycles() error {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var visit func(n *Node, p *Program, trail []string) error
+	visit = func(n *Node, p *Program, trail []string) error {
+		key := n.Name + "/" + p.Name
+		switch color[key] {
+		case grey:
+			return &FieldError{Line: p.Line, Path: nodePath(n, "programs"), Err: fmt.Errorf("start order has a cycle: %s", strings.Join(append(trail, key), " -> "))}
+		case black:
+			return nil
+		}
+		color[key] = grey
+		for _, dep := range p.After {
+			dn, dp, _ := lab.ResolveProgram(n.Name, dep)
+			if err := visit(dn, dp, append(trail, key)); err != nil {
+				return err
+			}
+		}
+		color[key] = black
+		return nil
+	}
+	for _, n := range lab.Nodes {
+		for i := range n.Programs {
+			if err := visit(n, &n.Programs[i], nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (lab *Lab) checkChecks() error {
+	for i, c := range lab.Checks {
+		fe := func(field string, err error) error {
+			return &FieldError{Line: c.Line, Path: fmt.Sprintf("checks[%d]%s", i, field), Err: err}
+		}
+		kinds := 0
+		for _, set := range []bool{c.Output != "", c.Exit != "", len(c.Before) > 0, len(c.SameFile) > 0} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			return fe("", errors.New("give exactly one of output, exit, before, same_file"))
+		}
+		for _, ref := range []string{c.Output, c.Exit} {
+			if ref == "" {
+				continue
+			}
+			if !strings.Contains(ref, "/") {
+				return fe("", fmt.Errorf("%q: name the program as host/program", ref))
+			}
+			if _, _, err := lab.ResolveProgram("", ref); err != nil {
+				return fe("", err)
+			}
+		}
+		if c.Output != "" && len(c.Contains)+len(c.Matches)+len(c.Absent) == 0 {
+			return fe("", errors.New("an output check needs contains, matches or absent"))
+		}
+		switch c.Stream {
+		case "", "stdout", "stderr", "both":
+		default:
+			return fe(".stream", fmt.Errorf("%q: want stdout, stderr or both", c.Stream))
+		}
+		for _, re := range c.Matches {
+			if _, err := regexp.Compile(re); err != nil {
+				return fe(".matches", fmt.Errorf("bad regular expression %q: %v", re, err))
+			}
+		}
+		if len(c.Before) > 0 {
+			if len(c.Before) != 2 {
+				return fe(".before", errors.New("want two lines: [{output, matches}, {output, matches}]"))
+			}
+			for _, r := range c.Before {
+				if _, _, err := lab.ResolveProgram("", r.Output); err != nil || !strings.Contains(r.Output, "/") {
+					return fe(".before", fmt.Errorf("%q: name an existing program as host/program", r.Output))
+				}
+				if _, err := regexp.Compile(r.Matches); err != nil || r.Matches == "" {
+					return fe(".before", fmt.Errorf("bad regular expression %q", r.Matches))
+				}
+			}
+		}
+		if len(c.SameFile) == 1 {
+			return fe(".same_file", errors.New("want at least two paths"))
+		}
+	}
+	return nil
+}
+
+func (lab *Lab) checkTimeline() error {
+	for i, e := range lab.Timeline {
+		fe := func(err error) error {
+			return &FieldError{Line: e.Line, Path: fmt.Sprintf("timeline[%d]", i), Err: err}
+		}
+		kinds := 0
+		for _, set := range []bool{e.Netem != nil, e.Kill != "", e.Restart != "", e.LinkDown != "", e.LinkUp != ""} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			return fe(errors.New("give exactly one of netem, kill, restart, link_down, link_up"))
+		}
+		switch {
+		case e.Netem != nil:
+			l := lab.Link(e.Netem.Link)
+			if l == nil {
+				return fe(fmt.Errorf("netem: no link %q", e.Netem.Link))
+			}
+			if e.Netem.From != "" && e.Netem.From != l.A.Node && e.Netem.From != l.B.Node {
+				return fe(fmt.Errorf("netem.from: %q is not an endpoint of link %q", e.Netem.From, l.Name))
+			}
+			if err := e.Netem.Set.Validate(); err != nil {
+				return fe(oneLine(err))
+			}
+		case e.Kill != "" || e.Restart != "":
+			ref := e.Kill + e.Restart
+			if _, _, err := lab.ResolveProgram("", ref); err != nil || !strings.Contains(ref, "/") {
+				return fe(fmt.Errorf("%q: name an existing program as host/program", ref))
+			}
+			switch strings.TrimPrefix(strings.ToUpper(e.Signal), "SIG") {
+			case "", "KILL", "TERM", "INT", "HUP", "STOP", "CONT":
+			default:
+				return fe(fmt.Errorf("signal %q: want KILL, TERM, INT, HUP, STOP or CONT", e.Signal))
+			}
+		default:
+			if lab.Link(e.LinkDown+e.LinkUp) == nil {
+				return fe(fmt.Errorf("no link %q", e.LinkDown+e.LinkUp))
+			}
+		}
+	}
+	return nil
+}
