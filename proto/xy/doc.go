@@ -53,7 +53,10 @@
 //     protocol) is not refused: its line is read once the pair forms, and
 //     arrival order is then the order in which the server reads the lines.
 //   - Only the first line from each client is read; anything after it is
-//     ignored.
+//     ignored. A client that leaves after sending a valid message does not
+//     spoil the pair: its partner still gets the acknowledgment, but the
+//     server prints "Sent acknowledgment to both X and Y" (and, by default,
+//     exits) only if the line could be sent to both.
 //   - At most MaxClients (default 128) connections are held at once; beyond
 //     that the server stops accepting until one closes (the kernel's listen
 //     backlog holds newcomers).
