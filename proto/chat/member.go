@@ -47,20 +47,17 @@ func (s *Server) line(ctx context.Context, m *member, br *bufio.Reader, text str
 	switch l.Kind {
 	case Empty:
 	case Say:
-		s.mu.RLock()
-		s.broadcastLocked(m, m.nick+": "+l.Text)
-		s.mu.RUnlock()
+		s.broadcast(m, m.nick+": "+l.Text)
 		s.println(m.nick + ": " + l.Text)
 	case Who:
 		s.reply(m, append(s.Nicks(), ".")...)
 	case Msg:
 		s.mu.RLock()
 		to := s.members[l.Nick]
+		s.mu.RUnlock()
 		if to != nil {
 			to.send(item{lines: []string{"[private] " + m.nick + ": " + l.Text}})
-		}
-		s.mu.RUnlock()
-		if to == nil {
+		} else {
 			s.reply(m, "ERROR no such nickname "+l.Nick)
 		}
 	case Files:

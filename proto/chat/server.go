@@ -46,6 +46,7 @@ type Config struct {
 	MaxLine     int           // longest line in bytes (default 4096)
 	MaxFileSize int64         // largest upload (default 1 GiB)
 	QueueLen    int           // outbound queue per client, in items (default 1024)
+	QueueWait   time.Duration // how long a sender waits for room in a full queue (default 2s)
 	UploadQuiet time.Duration // window after an upload that must stay silent (default 25ms)
 	Get         GetHandler    // nil: /get answers NotAvailableGet
 	Logger      *slog.Logger
@@ -62,6 +63,7 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 10*time.Minute)
 	def(&c.IOTimeout, 30*time.Second)
 	def(&c.UploadQuiet, 25*time.Millisecond)
+	def(&c.QueueWait, 2*time.Second)
 	if c.MaxClients <= 0 {
 		c.MaxClients = 100
 	}
@@ -213,28 +215,41 @@ type item struct {
 }
 
 // member is a joined client. Only its writer goroutine writes to c once
-// joined; everyone else enqueues.
+// joined; everyone else enqueues. q is never closed (senders work from a
+// snapshot of the room and may race with a leave): quit ends the writer.
 type member struct {
 	nick string
 	c    *wire.Conn
 	q    chan item
+	wait time.Duration
 
 	kickOnce sync.Once
 	kicked   chan struct{}
 	reason   string
+	quit     chan struct{} // closed by the handler when the client leaves
 	done     chan struct{} // closed when the writer has finished
 }
 
-// send enqueues it without ever blocking; a full queue means the client
-// reads too slowly for the room, and it is disconnected.
+// send enqueues it. A full queue gets up to m.wait to make room (the sender
+// waits: that is the room's flow control); a client that makes no room in
+// that time reads too slowly for the room and is disconnected.
 func (m *member) send(it item) {
 	select {
 	case m.q <- it:
+		return
 	default:
-		if it.file != nil {
-			it.file.Close()
-		}
+	}
+	t := time.NewTimer(m.wait)
+	defer t.Stop()
+	select {
+	case m.q <- it:
+		return
+	case <-m.done:
+	case <-t.C:
 		m.kick("outbound queue overflow (reading too slowly)")
+	}
+	if it.file != nil {
+		it.file.Close()
 	}
 }
 
@@ -256,31 +271,69 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		log.Info("join failed", "err", err)
 		return
 	}
-	m := &member{nick: nick, c: wc, q: make(chan item, s.cfg.QueueLen), kicked: make(chan struct{}), done: make(chan struct{})}
-	go s.writer(m, log.With("nick", nick))
+	m := &member{nick: nick, c: wc, q: make(chan item, s.cfg.QueueLen), wait: s.cfg.QueueWait,
+		kicked: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
+	m.q <- item{lines: []string{"* " + nick + " joined"}} // the newcomer's confirmation comes first
+	// The room is snapshotted in the same critical section as the change,
+	// so exactly those present before a join hear of it; the writer starts
+	// after, so a client confirmed as joined is in the room.
 	s.mu.Lock()
 	s.members[nick] = m
-	s.broadcastLocked(nil, "* "+nick+" joined") // to the newcomer too: its confirmation
+	room := s.roomLocked(m)
 	s.mu.Unlock()
+	go s.writer(m, log.With("nick", nick))
+	sendAll(room, "* "+nick+" joined")
 	s.println("* " + nick + " joined")
 
 	why := s.serveMember(ctx, m, br)
 
 	s.mu.Lock()
 	delete(s.members, nick)
-	s.broadcastLocked(nil, "* "+nick+" left")
+	room = s.roomLocked(m)
 	s.mu.Unlock()
+	sendAll(room, "* "+nick+" left")
 	s.println("* " + nick + " left")
 	// Drain what is queued (BYE included) within one IOTimeout, then close.
 	wc.LimitWrite(s.cfg.IOTimeout, time.Now().Add(s.cfg.IOTimeout))
-	close(m.q)
+	close(m.quit)
 	<-m.done
+	for len(m.q) > 0 { // the writer gave up early: release queued files
+		if it := <-m.q; it.file != nil {
+			it.file.Close()
+		}
+	}
 	select {
 	case <-m.kicked:
 		why = m.reason
 	default:
 	}
 	log.Info("client left", "nick", nick, "reason", why)
+}
+
+// broadcast sends line to every member but skip, outside the lock: a send
+// may wait for a slow queue and must not hold up joins and leaves.
+func (s *Server) broadcast(skip *member, line string) {
+	s.mu.RLock()
+	room := s.roomLocked(skip)
+	s.mu.RUnlock()
+	sendAll(room, line)
+}
+
+// roomLocked lists the joined members but skip; s.mu is held.
+func (s *Server) roomLocked(skip *member) []*member {
+	room := make([]*member, 0, len(s.members))
+	for _, m := range s.members {
+		if m != nil && m != skip {
+			room = append(room, m)
+		}
+	}
+	return room
+}
+
+func sendAll(room []*member, line string) {
+	for _, m := range room {
+		m.send(item{lines: []string{line}})
+	}
 }
 
 // join reads nickname lines until one is valid and free.
@@ -342,36 +395,24 @@ func (s *Server) reserve(nick string) bool {
 	return true
 }
 
-// broadcastLocked enqueues line for every member except skip; s.mu is held.
-func (s *Server) broadcastLocked(skip *member, line string) {
-	for _, m := range s.members {
-		if m != nil && m != skip {
-			m.send(item{lines: []string{line}})
-		}
-	}
-}
-
 func (s *Server) writer(m *member, log *slog.Logger) {
 	defer close(m.done)
-	defer func() {
-		m.c.Close()
-		for it := range m.q { // release files still queued
-			if it.file != nil {
-				it.file.Close()
-			}
-		}
-	}()
+	defer m.c.Close()
 	bw := bufio.NewWriterSize(m.c, 64<<10)
 	for {
 		var it item
-		var ok bool
 		select {
-		case it, ok = <-m.q:
+		case it = <-m.q:
 		case <-m.kicked:
 			s.lastWords(m)
 			return
-		}
-		if !ok {
+		case <-m.quit:
+			for len(m.q) > 0 { // flush what was queued before the leave
+				if err := s.write(m, bw, <-m.q); err != nil {
+					return
+				}
+			}
+			_ = bw.Flush()
 			return
 		}
 		if err := s.write(m, bw, it); err != nil {
