@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/labctl/labctl/nodes"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	registerVerb(newPingCmd)
+	registerVerb(newPingAllCmd)
+}
+
+func newPingCmd() *cobra.Command {
+	var (
+		labName  string
+		count    int
+		interval time.Duration
+		timeout  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "ping A B",
+		Short: "Ping from node A to node B (ICMP echo, no iputils needed)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			st, err := loadLab(labName)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			r := nodes.Ping(ctx, st, args[0], args[1], count, interval, timeout)
+			if r.Err != nil {
+				return r.Err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "--- %s -> %s (%s): %d sent, %d received, %.0f%% loss", r.From, r.To, r.Addr, r.Sent, r.Received, lossPct(r))
+			if min, avg, max, err := nodes.RTTStats(r.RTTs); err == nil {
+				fmt.Fprintf(out, ", rtt min/avg/max = %s/%s/%s", ms(min), ms(avg), ms(max))
+			}
+			fmt.Fprintln(out)
+			if r.Received == 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%s cannot reach %s", r.From, r.To)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	cmd.Flags().IntVarP(&count, "count", "c", 3, "echo requests to send")
+	cmd.Flags().DurationVarP(&interval, "interval", "i", 200*time.Millisecond, "time between requests")
+	cmd.Flags().DurationVarP(&timeout, "timeout", "W", time.Second, "how long to wait for each reply")
+	return cmd
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/1e6) }
+
+func lossPct(r nodes.PingResult) float64 {
+	if r.Sent == 0 {
+		return 100
+	}
+	return 100 * float64(r.Sent-r.Received) / float64(r.Sent)
+}
+
+func newPingAllCmd() *cobra.Command {
+	var labName string
+	cmd := &cobra.Command{
+		Use:   "pingall",
+		Short: "Ping between every pair of hosts, with a Mininet-like summary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			st, err := loadLab(labName)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			if !pingAll(ctx, cmd.OutOrStdout(), st) {
+				return &exitError{code: 1, err: fmt.Errorf("lab %s: some hosts cannot reach each other", st.Lab)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	return cmd
+}
+
+// pingAll prints Mininet's pingall report and says whether every pair
+// reached each other. A pair counts as reachable when one of three echoes
+// comes back within a second, so a lossy link does not read as broken.
+func pingAll(ctx context.Context, out io.Writer, st *nodes.State) bool {
+	fmt.Fprintln(out, "*** Ping: testing ping reachability")
+	res := nodes.PingAll(ctx, st, 3, time.Second, 32)
+	ok, total := 0, len(res)
+	var line []string
+	from := ""
+	flush := func() {
+		if from != "" {
+			fmt.Fprintf(out, "%s -> %s\n", from, strings.Join(line, " "))
+		}
+	}
+	for _, r := range res {
+		if r.From != from {
+			flush()
+			from, line = r.From, nil
+		}
+		if r.Received > 0 {
+			ok++
+			line = append(line, r.To)
+		} else {
+			line = append(line, "X")
+			if r.Err != nil {
+				fmt.Fprintf(out, "    %s -> %s: %v\n", r.From, r.To, r.Err)
+			}
+		}
+	}
+	flush()
+	dropped := 0.0
+	if total > 0 {
+		dropped = 100 * float64(total-ok) / float64(total)
+	}
+	fmt.Fprintf(out, "*** Results: %.0f%% dropped (%d/%d received)\n", dropped, ok, total)
+	return ok == total
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/labctl/labctl/nodes"
+	"github.com/labctl/labctl/topo"
+	"github.com/spf13/cobra"
+)
+
+func init() { registerVerb(newUpCmd) }
+
+type upFlags struct {
+	src     labSource
+	backend string
+	name    string
+	pingall bool
+}
+
+func newUpCmd() *cobra.Command {
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:   "up [LAB | -f FILE | --topo SPEC]",
+		Short: "Build a lab: hosts, switches, links, impairments (default lab: " + topo.DefaultLab + ")",
+		Long: `Build a lab and leave it up for exec, ping, netem and logs until
+'labctl down'. LAB is a built-in lab (` + strings.Join(topo.BuiltinNames(), ", ") + `)
+or a lab file; --topo builds a Mininet topology: minimal, single,N, linear,N,
+tree,DEPTH,FANOUT.`,
+		Example: `  sudo labctl up
+  sudo labctl up --topo linear,4
+  sudo labctl up -f mylab.yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			lab, err := resolveLab(args, f.src)
+			if err != nil {
+				return err
+			}
+			if f.name != "" {
+				lab.Name = f.name
+				if err := lab.Build(); err != nil {
+					return err
+				}
+			}
+			return runUp(cmd, lab, f)
+		},
+	}
+	cmd.Flags().StringVarP(&f.src.file, "file", "f", "", "lab file (YAML)")
+	cmd.Flags().StringVar(&f.src.topo, "topo", "", "Mininet-style topology: minimal, single,N, linear,N, tree,D,F")
+	cmd.Flags().StringVar(&f.backend, "backend", "", "impairment backend: auto, kernel or userspace (overrides the lab file)")
+	cmd.Flags().StringVar(&f.name, "name", "", "name the lab (to run two copies of one lab side by side)")
+	cmd.Flags().BoolVar(&f.pingall, "pingall", false, "ping between every pair of hosts once the lab is up (default for labs with no programs)")
+	return cmd
+}
+
+func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) error {
+	ctx, stop := signalContext()
+	defer stop()
+	out := cmd.OutOrStdout()
+	t0 := time.Now()
+	st, err := nodes.Deploy(ctx, lab, nodes.Options{Backend: f.backend, Log: logger()})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "*** lab %s up in %s: %d nodes, %d links, impairments: %s\n",
+		st.Lab, time.Since(t0).Round(time.Millisecond), len(st.Nodes), len(st.Links), backendWords(st.Backend))
+	printLinks(out, st)
+	if f.pingall || len(labPrograms(lab)) == 0 {
+		if !pingAll(ctx, out, st) {
+			return &exitError{code: 1, err: fmt.Errorf("lab %s: some hosts cannot reach each other", st.Lab)}
+		}
+	}
+	fmt.Fprintf(out, "*** the lab stays up: try `sudo labctl exec %s -- ip addr`; take it down with `sudo labctl down %s`\n", firstHost(st), st.Lab)
+	return nil
+}
+
+func backendWords(b string) string {
+	switch b {
+	case "kernel":
+		return "kernel (tc-netem)"
+	case "userspace":
+		return "userspace (TAP + labctl engine)"
+	case "none":
+		return "none available (links are plain veth)"
+	}
+	return b
+}
+
+func labPrograms(lab *topo.Lab) []topo.Program {
+	var ps []topo.Program
+	for _, n := range lab.Nodes {
+		ps = append(ps, n.Programs...)
+	}
+	return ps
+}
+
+func firstHost(st *nodes.State) string {
+	for _, n := range st.Nodes {
+		if n.Kind == "host" {
+			return n.Name
+		}
+	}
+	return st.Nodes[0].Name
+}
+
+// printLinks lists the impaired links with their backend, per direction.
+func printLinks(out io.Writer, st *nodes.State) {
+	for _, l := range st.Links {
+		if !l.Impaired() {
+			continue
+		}
+		fmt.Fprintf(out, "    link %-14s %s -> %s: %s\n", l.ID, l.A.Node, l.B.Node, l.AtoB)
+		fmt.Fprintf(out, "    link %-14s %s -> %s: %s   [%s via %s]\n", l.ID, l.B.Node, l.A.Node, l.BtoA, st.Backend, l.Via)
+	}
+}

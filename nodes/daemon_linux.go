@@ -1,0 +1,80 @@
+package nodes
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/labctl/labctl/netem"
+)
+
+// StartDaemon starts this labctl binary with args as a detached daemon
+// serving the lab (its own session, stdio to DIR/ROLE.log), marked with
+// the lab's tag in its environment, and records it in the state.
+func StartDaemon(st *State, role string, args []string) (*Daemon, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("lab %q: find labctl binary: %w", st.Lab, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(Dir(st.Lab), role+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab %q: %s log: %w", st.Lab, role, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), TagEnv+"="+st.Tag)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lab %q: start %s: %w", st.Lab, role, err)
+	}
+	d := Daemon{Role: role, PID: cmd.Process.Pid, StartTime: procStartTime(cmd.Process.Pid)}
+	_ = cmd.Process.Release()
+	st.Daemons = append(st.Daemons, d)
+	if err := st.Save(); err != nil {
+		return &d, err
+	}
+	return &d, nil
+}
+
+// Alive reports whether the daemon still runs (same PID, same start time).
+func (d Daemon) Alive() bool {
+	return alive(d.PID) && procStartTime(d.PID) == d.StartTime
+}
+
+// procStartTime is field 22 of /proc/PID/stat, which with the PID
+// identifies a process for good.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
+
+// startLinkDaemons starts the userspace engine when links go through it.
+func startLinkDaemons(ctx context.Context, st *State, log *slog.Logger) error {
+	for _, l := range st.Links {
+		if l.Via == netem.ViaTAP {
+			return startEngine(ctx, st, log)
+		}
+	}
+	return nil
+}
