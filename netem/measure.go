@@ -234,8 +234,8 @@ func decodeProbe(b []byte) (m probeMsg, ok bool) {
 
 // GoodputResult is one bounded TCP bulk transfer.
 type GoodputResult struct {
-	Bytes    int64         `json:"bytes"`    // counted in the window
-	Window   time.Duration `json:"window"`   // after the warm-up
+	Bytes    int64         `json:"bytes"`  // counted in the window
+	Window   time.Duration `json:"window"` // after the warm-up
 	BitsPerS float64       `json:"bits_per_s"`
 }
 
