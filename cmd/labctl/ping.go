@@ -120,7 +120,7 @@ func pingAll(ctx context.Context, out io.Writer, st *nodes.State) bool {
 		} else {
 			line = append(line, "X")
 			if r.Err != nil {
-				fmt.Fprintf(out, "    %s -> %s: %v\n", r.From, r.To, r.Err)
+				logger().Debug("ping failed", "from", r.From, "to", r.To, "err", r.Err)
 			}
 		}
 	}
