@@ -7,6 +7,7 @@ import (
 	"github.com/labctl/labctl/internal/nsdo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // CreateVeth makes the link a plain veth pair: each end is created straight
@@ -86,7 +87,7 @@ func WithHandle(nsName string, fn func(h *netlink.Handle) error) error {
 		return fmt.Errorf("netns %q: %w", nsName, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE) // route only: XFRM needs xfrm_user, often not loaded
 	if err != nil {
 		return fmt.Errorf("netns %q: netlink: %w", nsName, err)
 	}
