@@ -23,11 +23,11 @@ func TestServerReplies(t *testing.T) {
 		srv := start(t, &Server{}, udp)
 		c := dial(t, srv.addr, udp)
 		c.exchange(frame(0, "hello"), "ACK 0")
-		c.exchange(frame(0, "hello"), "ACK 0")                   // duplicate: ACKed again
-		c.exchange("1 00000000 world\r\n", "NACK 1")             // bad checksum
-		c.exchange(frame(5, "ahead"), "NACK 5")                  // not the expected seq
-		c.exchange("1 ABCDEF12 world\n", "NACK 1")               // checksum not lowercase hex
-		c.exchange("1\n", "NACK 1")                              // no checksum
+		c.exchange(frame(0, "hello"), "ACK 0")                         // duplicate: ACKed again
+		c.exchange("1 00000000 world\r\n", "NACK 1")                   // bad checksum
+		c.exchange(frame(5, "ahead"), "NACK 5")                        // not the expected seq
+		c.exchange("1 ABCDEF12 world\n", "NACK 1")                     // checksum not lowercase hex
+		c.exchange("1\n", "NACK 1")                                    // no checksum
 		c.exchange("x 00000000 y\n", `ERROR bad sequence number: "x"`) // no seq
 		c.exchange(frame(1, "world with  spaces "), "ACK 1")
 		c.exchange(frame(2, ""), "ACK 2") // an empty message is a message
@@ -73,7 +73,7 @@ func TestUDPSessionEnded(t *testing.T) {
 	c := dial(t, srv.addr, true)
 	c.exchange(frame(0, "a"), "ACK 0")
 	c.exchange("TCHAU", "BYE")
-	c.exchange("TCHAU", "BYE")                     // BYE lost: TCHAU again
+	c.exchange("TCHAU", "BYE")                       // BYE lost: TCHAU again
 	c.exchange(frame(0, "a"), "ERROR session ended") // a late duplicate is not delivered again
 	assert.Equal(t, []string{"Server is started", "a"}, srv.out.lines())
 }
