@@ -51,10 +51,10 @@ func ValidateName(name string) error {
 		return fmt.Errorf("file name longer than %d bytes", MaxNameLen)
 	case !utf8.ValidString(name):
 		return errors.New("file name is not valid UTF-8")
-	case strings.HasPrefix(name, "."):
-		return errors.New("file name may not start with '.'")
 	case strings.ContainsAny(name, `/\`):
 		return errors.New("file name may not contain '/' or '\\' (the repository is flat)")
+	case strings.HasPrefix(name, "."):
+		return errors.New("file name may not start with '.'")
 	case strings.TrimSpace(name) != name:
 		return errors.New("file name may not start or end with a space")
 	}

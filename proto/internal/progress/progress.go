@@ -5,6 +5,7 @@ package progress
 import (
 	"io"
 	"os"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 )
@@ -24,7 +25,7 @@ func For(w *os.File, enabled bool) Func {
 			progressbar.OptionSetDescription(desc),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100_000_000),
+			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionClearOnFinish(),
 		)}
 	}
@@ -37,14 +38,4 @@ func (b *bar) Close() error { return b.ProgressBar.Exit() }
 func isTerminal(f *os.File) bool {
 	info, err := f.Stat()
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
-
-// Writer returns w wrapped to feed bar p (a nil Func gives w itself) and the
-// closer to call when the transfer ends.
-func Writer(p Func, desc string, total int64, w io.Writer) (io.Writer, func()) {
-	if p == nil {
-		return w, func() {}
-	}
-	b := p(desc, total)
-	return io.MultiWriter(w, b), func() { b.Close() }
 }
