@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/proto/internal/filestore"
+	"github.com/labctl/labctl/proto/internal/progress"
 	"github.com/labctl/labctl/proto/internal/wire"
 )
 
@@ -315,4 +316,10 @@ func (c *Client) bar(desc string, total int64, w io.Writer) (io.Writer, func()) 
 	}
 	b := c.cfg.Progress(desc, total)
 	return io.MultiWriter(w, b), func() { b.Close() }
+}
+
+// TerminalProgress returns a ClientConfig.Progress drawing bars on w, or
+// nil when disabled or w is not a terminal.
+func TerminalProgress(w *os.File, enabled bool) func(desc string, total int64) io.WriteCloser {
+	return progress.For(w, enabled)
 }

@@ -91,15 +91,6 @@ func (r *raw) send(s string) {
 	require.NoError(r.t, err)
 }
 
-func (r *raw) multi() []string {
-	r.t.Helper()
-	var out []string
-	for l := r.line(); l != "."; l = r.line() {
-		out = append(out, l)
-	}
-	return out
-}
-
 // closed waits for the server to close the connection.
 func (r *raw) closed() {
 	r.t.Helper()
