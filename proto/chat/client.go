@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/proto/internal/filestore"
+	"github.com/labctl/labctl/proto/internal/progress"
 	"github.com/labctl/labctl/proto/internal/wire"
 )
 
@@ -27,6 +28,7 @@ type ClientConfig struct {
 	Timeout     time.Duration // per read/write of a transfer, and to wait for replies (default 30s)
 	WaitTimeout time.Duration // for the script command /wait (default 10s)
 	Delay       time.Duration // pause between input lines (scripts; default none)
+	Diag        io.Writer     // where Run reports failed script commands (default: out)
 	// Progress, when set, gets a bar per transfer.
 	Progress func(desc string, total int64) io.WriteCloser
 }
@@ -72,6 +74,9 @@ func NewClient(conn net.Conn, cfg ClientConfig, out io.Writer) *Client {
 	}
 	if cfg.DownloadDir == "" {
 		cfg.DownloadDir = "."
+	}
+	if cfg.Diag == nil {
+		cfg.Diag = out
 	}
 	wc := wire.NewConn(conn, cfg.Timeout)
 	c := &Client{cfg: cfg, raw: conn, c: wc, br: bufio.NewReaderSize(wc, 64<<10), out: out,
@@ -301,4 +306,10 @@ func (c *Client) Quit(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return c.Close()
+}
+
+// TerminalProgress returns a ClientConfig.Progress drawing bars on w, or
+// nil when disabled or w is not a terminal.
+func TerminalProgress(w *os.File, enabled bool) func(desc string, total int64) io.WriteCloser {
+	return progress.For(w, enabled)
 }

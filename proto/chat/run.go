@@ -48,7 +48,9 @@ func (c *Client) Run(ctx context.Context, nick string, lines []string, in io.Rea
 		if err != nil {
 			var se *ServerError
 			if !errors.As(err, &se) {
-				c.print("error: " + err.Error())
+				c.outMu.Lock()
+				fmt.Fprintln(c.cfg.Diag, "error: "+err.Error())
+				c.outMu.Unlock()
 			}
 			if errors.Is(err, errSend) {
 				return err
