@@ -179,6 +179,7 @@ func (srv *server) endPair(ctx context.Context, peers []*peer, got []result) {
 			}
 		}
 	}
+	lines := map[*peer]string{}
 	for _, p := range peers {
 		err, ok := own[p]
 		if ok && gone(err) {
@@ -194,8 +195,9 @@ func (srv *server) endPair(ctx context.Context, peers []*peer, got []result) {
 		case first != nil:
 			line = fmt.Sprintf("ERROR client %c %s; pair not acknowledged", first.p.letter, srv.partnerReason(first.err))
 		}
-		srv.fail(p, line)
+		lines[p] = line
 	}
+	srv.failAll(lines)
 }
 
 func (srv *server) ownReason(err error) string {

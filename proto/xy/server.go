@@ -205,11 +205,27 @@ var errWaitedTooLong = errors.New("waited too long for a partner")
 // ERROR line before the client reads it, so unread input is first drained
 // for a bounded time and size.
 func (srv *server) fail(p *peer, line string) {
-	srv.log.Warn("client dropped", "remote", p.remote, "reply", line)
-	if writeLine(p.conn, srv.WriteTimeout, line) == nil {
-		lingerClose(p.conn)
+	srv.failAll(map[*peer]string{p: line})
+}
+
+// failAll sends every ERROR line first, then lingers on all at once, so
+// that no client's line waits for another's linger.
+func (srv *server) failAll(lines map[*peer]string) {
+	var wg sync.WaitGroup
+	for p, line := range lines {
+		srv.log.Warn("client dropped", "remote", p.remote, "reply", line)
+		if writeLine(p.conn, srv.WriteTimeout, line) != nil {
+			p.close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lingerClose(p.conn)
+			p.close()
+		}()
 	}
-	p.close()
+	wg.Wait()
 }
 
 const (
