@@ -48,7 +48,7 @@ const (
 const (
 	limitFrameBytes   = 1514            // a full Ethernet frame at MTU 1500, as netem counts it
 	limitAssumedRate  = topo.Rate(10e9) // a veth has no line rate: assume 10 Gbit/s when none is set
-	limitFloor        = 1000            // never below netem's own default
+	limitFloor        = 1000            // without a rate, never below netem's own default
 	limitBurstPackets = 64
 	limitCeiling      = 1 << 20
 )
@@ -58,28 +58,28 @@ const (
 // in one queue and drops silently past its limit, whose default of 1000
 // packets is only 12 Mbit/s at 1 s of delay, or 240 Mbit/s at 50 ms. So:
 //
-//	bdp   = ceil(R × (delay + jitter) / (8 × 1514 B))   packets in flight
-//	limit = max(1000, 2 × bdp + 64)                      capped at 2^20
+//	bdp   = ceil(R × (delay + jitter) / (8 × 1514 B))   full frames in flight
+//	limit = 2 × bdp + 64                                 with a rate
+//	limit = max(1000, 2 × bdp + 64), R = 10 Gbit/s       without one
 //
-// where R is the direction's rate, or 10 Gbit/s when it has none (a veth
-// has no line rate of its own). The factor 2 leaves one BDP of bottleneck
-// queue behind the delay line (the classic rule of thumb for a router
-// buffer) and 64 packets absorb bursts. A Spec's explicit Limit wins.
+// capped at 2^20. With a rate, the queue is the bottleneck's buffer: one BDP
+// in the delay line plus one BDP of queue (the classic router rule of
+// thumb) plus 64 packets for bursts, so a TCP flow fills the link without
+// adding more than about one RTT of queueing delay. Without a rate a veth
+// has no line rate of its own: assume 10 Gbit/s so that delay alone never
+// drops. A Spec's explicit Limit wins.
 func QueueLimit(s Spec) uint32 {
 	if s.Limit > 0 {
 		return s.Limit
 	}
-	r := s.Rate
+	r, floor := s.Rate, 0.0
 	if r == 0 {
-		r = limitAssumedRate
+		r, floor = limitAssumedRate, limitFloor
 	}
 	hold := (s.Delay.D() + s.Jitter.D()).Seconds()
 	bdp := math.Ceil(float64(r) * hold / (8 * limitFrameBytes))
-	limit := 2*bdp + limitBurstPackets
-	switch {
-	case limit < limitFloor:
-		return limitFloor
-	case limit > limitCeiling:
+	limit := max(2*bdp+limitBurstPackets, floor)
+	if limit > limitCeiling {
 		return limitCeiling
 	}
 	return uint32(limit)
