@@ -129,7 +129,9 @@ func TestDelayBothWaysWithJitter(t *testing.T) {
 	l := newLink(t, s, s)
 	// Two netem hops: under TCG each adds ~1 ms of timer latency.
 	r := probeTiming(t, l, netem.ProbeOptions{Count: 400, Interval: 2 * time.Millisecond, Drain: 300 * time.Millisecond},
-		func(r netem.ProbeResult) bool { return (r.RTT.Median - 50*time.Millisecond).Abs() <= 4*time.Millisecond })
+		func(r netem.ProbeResult) bool {
+			return (r.RTT.Median - 50*time.Millisecond).Abs() <= 4*time.Millisecond
+		})
 	ok := (r.RTT.Median - 50*time.Millisecond).Abs() <= 4*time.Millisecond
 	fidelity("delay 25ms±5ms both ways (RTT median)", "25ms ±5ms x2", 50, msf(r.RTT.Median), 4, "ms", ok)
 	assert.True(t, ok, "median RTT %v", r.RTT.Median)
@@ -206,7 +208,9 @@ func TestLiveSetShowReset(t *testing.T) {
 	s.Limit = netem.QueueLimit(s)
 	assert.Equal(t, s, ab)
 	assert.True(t, ba.IsZero())
-	set := probeTiming(t, l, o, func(r netem.ProbeResult) bool { return (r.RTT.Median - 30*time.Millisecond).Abs() <= 2*time.Millisecond })
+	set := probeTiming(t, l, o, func(r netem.ProbeResult) bool {
+		return (r.RTT.Median - 30*time.Millisecond).Abs() <= 2*time.Millisecond
+	})
 	ok := (set.RTT.Median - 30*time.Millisecond).Abs() <= 2*time.Millisecond
 	fidelity("live set delay a->b (RTT median)", "30ms", 30, msf(set.RTT.Median), 2, "ms", ok)
 	assert.True(t, ok, "after set: RTT %v", set.RTT.Median)
