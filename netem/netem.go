@@ -54,6 +54,8 @@ type Link struct {
 	// Via is how the backend realised the link: "veth" (a veth pair, maybe
 	// with qdiscs) or "tap" (two TAP devices joined by the userspace engine).
 	Via string `json:"via"`
+	// Faults are scripted faults from the lab file (userspace backend).
+	Faults []Fault `json:"faults,omitempty"`
 }
 
 // How a link is realised.

@@ -1,0 +1,533 @@
+package netem
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/pcapgo"
+	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/topo"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+)
+
+// tapLab is a throwaway lab of one userspace link between namespaces a and
+// b, with the probe addresses on it, permanent neighbour entries and IPv6
+// off (so the only packets on the link are the test's: see determinism).
+type tapLab struct {
+	l    Link
+	a, b Point
+	be   Backend
+}
+
+func newTapLab(t *testing.T) *tapLab {
+	t.Helper()
+	needRoot(t)
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	id := hex.EncodeToString(r[:])
+	root := t.TempDir()
+	old := EngineRoot
+	EngineRoot = root
+	t.Cleanup(func() { EngineRoot = old })
+	l := Link{Lab: "u" + id, ID: "a-b", Tag: "labctl-test-" + id,
+		A: End{Node: "a", NS: "labctl-u-" + id + "-a", Iface: "a-eth0"},
+		B: End{Node: "b", NS: "labctl-u-" + id + "-b", Iface: "b-eth0"}}
+	require.NoError(t, os.MkdirAll(filepath.Join(root, l.Lab), 0o755))
+	for _, ns := range []string{l.A.NS, l.B.NS} {
+		require.NoError(t, nsdo.NewNamed(ns))
+		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
+		require.NoError(t, nsdo.DoNamed(ns, func() error {
+			for _, k := range []string{"all", "default"} {
+				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	be := NewUserspace(l.Lab)
+	require.NoError(t, be.Create(context.Background(), &l))
+	require.Equal(t, ViaTAP, l.Via)
+	a, b, undo, err := AttachProbeAddrs(l)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, undo()) })
+	staticNeighbours(t, l, a, b)
+	return &tapLab{l: l, a: a, b: b, be: be}
+}
+
+// staticNeighbours adds permanent ARP entries both ways.
+func staticNeighbours(t *testing.T, l Link, a, b Point) {
+	t.Helper()
+	mac := func(e End) net.HardwareAddr {
+		var hw net.HardwareAddr
+		require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+			lk, err := h.LinkByName(e.Iface)
+			if err == nil {
+				hw = lk.Attrs().HardwareAddr
+			}
+			return err
+		}))
+		return hw
+	}
+	for _, x := range []struct {
+		e    End
+		peer Point
+		hw   net.HardwareAddr
+	}{{l.A, b, mac(l.B)}, {l.B, a, mac(l.A)}} {
+		require.NoError(t, WithHandle(x.e.NS, func(h *netlink.Handle) error {
+			lk, err := h.LinkByName(x.e.Iface)
+			if err != nil {
+				return err
+			}
+			return h.NeighAdd(&netlink.Neigh{LinkIndex: lk.Attrs().Index, State: netlink.NUD_PERMANENT,
+				IP: x.peer.Addr.AsSlice(), HardwareAddr: x.hw})
+		}))
+	}
+}
+
+// start runs an engine for the lab in this process until the test ends
+// (or stop is called) and waits until it answers.
+func (tl *tapLab) start(t *testing.T, seed int64) (stop func()) {
+	t.Helper()
+	e, err := NewEngine(EngineConfig{Lab: tl.l.Lab, Seed: seed, Links: []Link{tl.l}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("engine did not stop within 10s")
+		}
+	}
+	t.Cleanup(stop)
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, WaitEngine(wctx, tl.l.Lab))
+	return stop
+}
+
+func (tl *tapLab) set(t *testing.T, d Dir, s Spec) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, tl.be.Set(ctx, tl.l, d, s))
+	a, b, err := tl.be.Show(ctx, tl.l)
+	require.NoError(t, err)
+	if d == AtoB {
+		require.Equal(t, s, a)
+	} else {
+		require.Equal(t, s, b)
+	}
+}
+
+// udpFlow is a sender in a and a receiver in b.
+type udpFlow struct {
+	tx, rx *net.UDPConn
+	dst    netip.AddrPort
+}
+
+func (tl *tapLab) udp(t *testing.T) *udpFlow {
+	t.Helper()
+	tx, err := listenUDP(tl.a, false)
+	require.NoError(t, err)
+	rx, err := listenUDP(tl.b, false)
+	require.NoError(t, err)
+	t.Cleanup(func() { tx.Close(); rx.Close() })
+	return &udpFlow{tx: tx, rx: rx, dst: rx.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+// datagram is 64 bytes: the sequence number, then a pattern from it.
+func datagram(seq uint32) []byte {
+	b := make([]byte, 64)
+	binary.BigEndian.PutUint32(b, seq)
+	for i := 4; i < len(b); i++ {
+		b[i] = byte(seq) + byte(i)
+	}
+	return b
+}
+
+func (f *udpFlow) send(t *testing.T, from, to uint32) {
+	t.Helper()
+	for s := from; s < to; s++ {
+		_, err := f.tx.WriteToUDPAddrPort(datagram(s), f.dst)
+		require.NoError(t, err)
+	}
+}
+
+// recv reads datagrams until quiet for idle (or until want arrived), bounded.
+func (f *udpFlow) recv(t *testing.T, want int, idle time.Duration) [][]byte {
+	t.Helper()
+	var got [][]byte
+	buf := make([]byte, 2048)
+	end := time.Now().Add(20 * time.Second)
+	for len(got) < want && time.Now().Before(end) {
+		_ = f.rx.SetReadDeadline(time.Now().Add(idle))
+		n, err := f.rx.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				break
+			}
+			require.NoError(t, err)
+		}
+		got = append(got, append([]byte(nil), buf[:n]...))
+	}
+	return got
+}
+
+func seqs(ds [][]byte) []uint32 {
+	var s []uint32
+	for _, d := range ds {
+		s = append(s, binary.BigEndian.Uint32(d))
+	}
+	return s
+}
+
+func TestUserspaceCreateAndTeardown(t *testing.T) {
+	tl := newTapLab(t)
+	for _, e := range []End{tl.l.A, tl.l.B} {
+		require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+			lk, err := h.LinkByName(e.Iface)
+			require.NoError(t, err)
+			assert.Equal(t, "tuntap", lk.Type())
+			assert.Equal(t, tl.l.Tag, lk.Attrs().Alias)
+			assert.NotZero(t, lk.Attrs().Flags&net.FlagUp)
+			return nil
+		}))
+	}
+	stop := tl.start(t, 1)
+	f := tl.udp(t)
+	f.send(t, 0, 5)
+	assert.Equal(t, []uint32{0, 1, 2, 3, 4}, seqs(f.recv(t, 5, time.Second)))
+
+	stop()
+	_, err := os.Stat(EngineSocket(tl.l.Lab))
+	assert.True(t, errors.Is(err, os.ErrNotExist), "the socket goes with the engine")
+	require.NoError(t, DeleteTAPLink(tl.l))
+	for _, e := range []End{tl.l.A, tl.l.B} {
+		require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+			_, err := h.LinkByName(e.Iface)
+			assert.Error(t, err, "tap %s is gone", e.Iface)
+			return nil
+		}))
+	}
+	require.NoError(t, DeleteTAPLink(tl.l), "deleting twice is fine")
+}
+
+// TestUserspaceFidelity: delay 25 ms each way (RTT 50 ms), 10% loss A->B,
+// 10% duplicates B->A, over 2300 probes (about 2070 echoes).
+func TestUserspaceFidelity(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 7)
+	d25 := topo.Duration(25 * time.Millisecond)
+	tl.set(t, AtoB, Spec{Delay: d25, Loss: 10})
+	tl.set(t, BtoA, Spec{Delay: d25, Duplicate: 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := Probe(ctx, tl.a, tl.b, ProbeOptions{Count: 2300, Interval: time.Millisecond, Drain: 200 * time.Millisecond})
+	require.NoError(t, err)
+	t.Logf("a->b %+v\nb->a %+v\nrtt %+v", r.AtoB, r.BtoA, r.RTT)
+	assert.InDelta(t, 50*time.Millisecond, r.RTT.Median, float64(2*time.Millisecond), "median RTT")
+	assert.InDelta(t, 25*time.Millisecond, r.AtoB.OneWay.Median, float64(time.Millisecond), "one-way a->b")
+	assert.InDelta(t, 25*time.Millisecond, r.BtoA.OneWay.Median, float64(time.Millisecond), "one-way b->a")
+	assert.InDelta(t, 0.10, r.AtoB.Loss(), 0.02, "loss a->b")
+	assert.GreaterOrEqual(t, r.BtoA.Sent, 2000)
+	assert.InDelta(t, 0.10, r.BtoA.DupRate(), 0.02, "duplicates b->a")
+	assert.Zero(t, r.BtoA.Sent-r.BtoA.Received, "b->a loses nothing")
+}
+
+func TestUserspaceRate(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 1)
+	s := Spec{Rate: 10_000_000}
+	tl.set(t, AtoB, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g, err := Goodput(ctx, tl.a, tl.b, 3*time.Second)
+	require.NoError(t, err)
+	want := PredictGoodput(s, 1500)
+	t.Logf("goodput %.2f Mbit/s, predicted %.2f", g.BitsPerS/1e6, want/1e6)
+	assert.InEpsilon(t, want, g.BitsPerS, 0.10)
+}
+
+// TestUserspaceDeterminism: the same seed drops the same datagrams, twice;
+// another seed drops others.
+func TestUserspaceDeterminism(t *testing.T) {
+	tl := newTapLab(t)
+	f := tl.udp(t)
+	const n = 600
+	run := func(seed int64) []uint32 {
+		stop := tl.start(t, seed)
+		defer stop()
+		tl.set(t, AtoB, Spec{Loss: 20})
+		var dropped []uint32
+		for chunk := uint32(0); chunk < n; chunk += 100 { // stay within socket buffers
+			f.send(t, chunk, chunk+100)
+			got := seqs(f.recv(t, 100, 300*time.Millisecond))
+			for s := chunk; s < chunk+100; s++ {
+				if !slices.Contains(got, s) {
+					dropped = append(dropped, s)
+				}
+			}
+		}
+		return dropped
+	}
+	first, second, other := run(42), run(42), run(43)
+	t.Logf("seed 42 dropped %d of %d: %v", len(first), n, first[:min(10, len(first))])
+	assert.InDelta(t, 0.2*n, len(first), 0.06*n)
+	assert.Equal(t, first, second, "same seed, same dropped datagrams")
+	assert.NotEqual(t, first, other, "another seed, other datagrams")
+}
+
+// TestUserspaceScriptedFaults: a UDP application sees exactly the scripted
+// faults, then a link down and up.
+func TestUserspaceScriptedFaults(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 1)
+	f := tl.udp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	port := f.dst.Port()
+	m := FaultMatch{Proto: "udp", Port: port, From: "a"}
+	require.NoError(t, AddFaults(ctx, tl.l.Lab, tl.l.ID, []Fault{
+		{Action: FaultDrop, Nth: 3, Match: m},
+		{Action: FaultDuplicate, Nth: 5, Match: m},
+		{Action: FaultDelay, Nth: 6, Match: m, Delay: topo.Duration(150 * time.Millisecond)},
+		{Action: FaultCorrupt, Nth: 8, Match: m, Byte: 10},
+	}))
+	// A fault from the wrong node or port is refused or never fires.
+	require.Error(t, AddFaults(ctx, tl.l.Lab, tl.l.ID, []Fault{{Action: FaultDrop, Nth: 1, Match: FaultMatch{From: "nobody"}}}))
+	require.NoError(t, AddFaults(ctx, tl.l.Lab, tl.l.ID, []Fault{{Action: FaultDrop, Nth: 1, Match: FaultMatch{Proto: "udp", From: "b"}}}))
+
+	f.send(t, 1, 11) // datagrams 1..10
+	got := f.recv(t, 10, 500*time.Millisecond)
+	assert.Equal(t, []uint32{1, 2, 4, 5, 5, 7, 8, 9, 10, 6}, seqs(got), "3 dropped, 5 twice, 6 late")
+	for _, d := range got {
+		s := binary.BigEndian.Uint32(d)
+		want := datagram(s)
+		if s == 8 {
+			want[10] ^= 0xff
+		}
+		assert.Equal(t, want, d, "datagram %d", s)
+	}
+	pending, fired, err := ListFaults(ctx, tl.l.Lab, tl.l.ID)
+	require.NoError(t, err)
+	assert.Len(t, fired, 4)
+	assert.Len(t, pending, 1, "the fault on b's packets waits")
+
+	// Down: nothing passes; up: traffic flows again.
+	require.NoError(t, LinkDown(ctx, tl.l.Lab, tl.l.ID, 0))
+	f.send(t, 100, 103)
+	assert.Empty(t, f.recv(t, 3, 300*time.Millisecond))
+	require.NoError(t, LinkUp(ctx, tl.l.Lab, tl.l.ID))
+	f.send(t, 200, 203)
+	assert.Equal(t, []uint32{200, 201, 202}, seqs(f.recv(t, 3, time.Second)))
+
+	// A timed down comes back up by itself.
+	require.NoError(t, LinkDown(ctx, tl.l.Lab, tl.l.ID, 200*time.Millisecond))
+	f.send(t, 300, 301)
+	assert.Empty(t, f.recv(t, 1, 100*time.Millisecond))
+	deadline := time.Now().Add(3 * time.Second)
+	var back []uint32
+	for len(back) == 0 && time.Now().Before(deadline) {
+		f.send(t, 400, 401)
+		back = seqs(f.recv(t, 1, 50*time.Millisecond))
+	}
+	assert.Equal(t, []uint32{400}, back)
+
+	st, err := EngineStats(ctx, tl.l.Lab)
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	assert.Equal(t, uint64(1), st[0].AtoB.Lost)
+	assert.Equal(t, uint64(1), st[0].AtoB.Duplicated)
+	assert.Equal(t, uint64(1), st[0].AtoB.Corrupted)
+	assert.GreaterOrEqual(t, st[0].AtoB.DownDrops, uint64(4))
+}
+
+// TestUserspaceCorruptFixChecksum: with the checksum fixed, corrupted UDP
+// datagrams (with a checksum) reach the application, one bit off.
+func TestUserspaceCorruptFixChecksum(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 1)
+	f := tl.udp(t)
+	tl.set(t, AtoB, Spec{Corrupt: 100, CorruptFixChecksum: true})
+	f.send(t, 0, 20)
+	got := f.recv(t, 20, 500*time.Millisecond)
+	require.Len(t, got, 20)
+	for _, d := range got {
+		// The flipped bit may hit the sequence number: compare with the
+		// nearest datagram by bit distance.
+		best := 1 << 30
+		for s := uint32(0); s < 20; s++ {
+			best = min(best, bitDiff(d, datagram(s)))
+		}
+		assert.Equal(t, 1, best, "exactly one bit flipped")
+	}
+	// Without the fix, the receiving kernel drops (almost) all of them.
+	tl.set(t, AtoB, Spec{Corrupt: 100})
+	f.send(t, 0, 20)
+	assert.Less(t, len(f.recv(t, 20, 300*time.Millisecond)), 10)
+}
+
+func bitDiff(a, b []byte) int {
+	if len(a) != len(b) {
+		return 1 << 20
+	}
+	n := 0
+	for i := range a {
+		for x := a[i] ^ b[i]; x != 0; x &= x - 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// signalWriter reports its first write (the pcapng header: the capture is on).
+type signalWriter struct {
+	w     io.Writer
+	first chan struct{}
+	once  bool
+}
+
+func (s *signalWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if !s.once {
+		s.once = true
+		close(s.first)
+	}
+	return n, err
+}
+
+func TestUserspaceCapture(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 1)
+	f := tl.udp(t)
+	tl.set(t, AtoB, Spec{Loss: 100})
+	path := filepath.Join(t.TempDir(), "cap.pcapng")
+	file, err := os.Create(path)
+	require.NoError(t, err)
+	defer file.Close()
+	sw := &signalWriter{w: file, first: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Capture(ctx, tl.l.Lab, tl.l.ID, "sent", sw) }()
+	select {
+	case <-sw.first:
+	case <-time.After(5 * time.Second):
+		t.Fatal("capture did not start")
+	}
+	f.send(t, 0, 5) // all lost, all captured at "sent"
+	assert.Empty(t, f.recv(t, 5, 200*time.Millisecond))
+	cancel()
+	require.NoError(t, <-done)
+	require.NoError(t, file.Close())
+
+	if _, err := exec.LookPath("tshark"); err == nil {
+		out, err := exec.Command("tshark", "-r", path, "-T", "fields", "-e", "frame.interface_id", "-e", "udp.dstport", "-Y", "udp").Output()
+		require.NoError(t, err)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		require.Len(t, lines, 5, "tshark: %s", out)
+		for _, ln := range lines {
+			assert.Equal(t, "0\t"+strconv.Itoa(int(f.dst.Port())), ln)
+		}
+		return
+	}
+	rf, err := os.Open(path)
+	require.NoError(t, err)
+	defer rf.Close()
+	r, err := pcapgo.NewNgReader(rf, pcapgo.DefaultNgReaderOptions)
+	require.NoError(t, err)
+	n := 0
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		if bytes.Contains(data, datagram(0)[4:]) || ci.InterfaceIndex == 0 {
+			n++
+		}
+	}
+	assert.Equal(t, 5, n)
+}
+
+// TestUserspaceTCPIntegrityUnderLoss: TCP super-frames are split so that
+// each wire packet meets its own fate; the byte stream arrives intact.
+func TestUserspaceTCPIntegrityUnderLoss(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 3)
+	tl.set(t, AtoB, Spec{Loss: 1, Duplicate: 1})
+	var ln net.Listener
+	require.NoError(t, nsdo.DoNamed(tl.b.NS, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(tl.b.Addr, 0).String())
+		return err
+	}))
+	defer ln.Close()
+	const size = 64 << 20
+	sum := make(chan [32]byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			sum <- [32]byte{}
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		h := sha256.New()
+		_, _ = io.Copy(h, c)
+		sum <- [32]byte(h.Sum(nil))
+	}()
+	var c net.Conn
+	require.NoError(t, nsdo.DoNamed(tl.a.NS, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+		return err
+	}))
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	h := sha256.New()
+	data := make([]byte, 1<<20)
+	start := time.Now()
+	for i := 0; i < size/len(data); i++ {
+		_, _ = rand.Read(data)
+		h.Write(data)
+		_, err := c.Write(data)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.Close())
+	assert.Equal(t, [32]byte(h.Sum(nil)), <-sum, "the stream arrives intact")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := EngineStats(ctx, tl.l.Lab)
+	require.NoError(t, err)
+	t.Logf("%d MiB in %v with 1%% loss and 1%% duplicates: %+v", size>>20, time.Since(start), st[0].AtoB)
+	assert.Greater(t, st[0].AtoB.Packets, st[0].AtoB.Frames, "super-frames were counted as their packets")
+	assert.InDelta(t, 0.01, float64(st[0].AtoB.Lost)/float64(st[0].AtoB.Packets), 0.005)
+}
