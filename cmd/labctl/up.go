@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -17,7 +18,7 @@ type upFlags struct {
 	src     labSource
 	backend string
 	name    string
-	pingall bool
+	test    string
 }
 
 func newUpCmd() *cobra.Command {
@@ -54,7 +55,7 @@ tree,DEPTH,FANOUT.`,
 	cmd.Flags().StringVar(&f.src.topo, "topo", "", "Mininet-style topology: minimal, single,N, linear,N, tree,D,F")
 	cmd.Flags().StringVar(&f.backend, "backend", "", "impairment backend: auto, kernel or userspace (overrides the lab file)")
 	cmd.Flags().StringVar(&f.name, "name", "", "name the lab (to run two copies of one lab side by side)")
-	cmd.Flags().BoolVar(&f.pingall, "pingall", false, "ping between every pair of hosts once the lab is up, and fail if any pair cannot reach each other (labs with no programs always show a pingall)")
+	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
 }
 
@@ -70,16 +71,51 @@ func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) error {
 	fmt.Fprintf(out, "*** lab %s up in %s: %d nodes, %d links, impairments: %s\n",
 		st.Lab, time.Since(t0).Round(time.Millisecond), len(st.Nodes), len(st.Links), backendWords(st.Backend))
 	printLinks(out, st)
-	// Like `mn --test pingall`: a lab with nothing to run shows that its
-	// hosts reach each other. Only an explicit --pingall makes unreachable
-	// pairs an error: a lab may be partitioned on purpose.
-	if f.pingall || len(labPrograms(lab)) == 0 {
-		if !pingAll(ctx, out, st) && f.pingall {
-			return &exitError{code: 1, err: fmt.Errorf("lab %s: some hosts cannot reach each other", st.Lab)}
-		}
+	if err := upTest(ctx, out, lab, st, f.test); err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "*** the lab stays up: try `sudo labctl exec %s -- ip addr`; take it down with `sudo labctl down %s`\n", firstHost(st), st.Lab)
 	return nil
+}
+
+// autoPingallMax bounds the automatic pingall, which sends n*(n-1) pings.
+const autoPingallMax = 16
+
+// upTest runs what --test asks for once the lab is up. Like `mn --test
+// pingall`, a small lab with nothing to run shows that its hosts reach each
+// other; only --test pingall makes an unreachable pair an error, since a lab
+// may be partitioned on purpose.
+func upTest(ctx context.Context, out io.Writer, lab *topo.Lab, st *nodes.State, test string) error {
+	switch test {
+	case "none":
+		return nil
+	case "pingall":
+		if !pingAll(ctx, out, st) {
+			return &exitError{code: 1, err: fmt.Errorf("lab %s: some hosts cannot reach each other", st.Lab)}
+		}
+		return nil
+	case "auto":
+		if len(labPrograms(lab)) > 0 {
+			return nil
+		}
+		if hosts := len(st.Nodes) - countKind(st, "switch"); hosts > autoPingallMax {
+			fmt.Fprintf(out, "*** %d hosts: no automatic pingall (run `labctl pingall`)\n", hosts)
+			return nil
+		}
+		pingAll(ctx, out, st)
+		return nil
+	}
+	return &exitError{code: 2, err: fmt.Errorf("--test %q: want auto, pingall or none", test)}
+}
+
+func countKind(st *nodes.State, kind string) int {
+	n := 0
+	for _, nd := range st.Nodes {
+		if nd.Kind == kind {
+			n++
+		}
+	}
+	return n
 }
 
 func backendWords(b string) string {

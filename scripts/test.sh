@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The project's test command: sudo ./scripts/test.sh
+#
+# Installs what the tests need on a fresh Debian or Ubuntu machine (Go must
+# be there already), then runs, in order: formatting, vet and staticcheck;
+# unit and root integration tests; every fuzz target briefly; and the
+# kernel tc-netem tests inside a QEMU VM booting Debian's stock kernel.
+#
+#   FUZZTIME=5s   how long each fuzz target runs (0 skips fuzzing)
+#   SKIP_VM=1     skip the QEMU VM test (it needs about a minute cold)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n=== %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run it as root (sudo): the integration tests build network namespaces" >&2
+  exit 1
+fi
+
+# sudo's secure_path usually hides Go: look where installers put it.
+if ! command -v go >/dev/null; then
+  for d in /usr/local/go/bin /usr/lib/go/bin /snap/bin "${SUDO_USER:+/home/$SUDO_USER/go/bin}" "${SUDO_USER:+/home/$SUDO_USER/sdk/go/bin}"; do
+    if [ -n "$d" ] && [ -x "$d/go" ]; then PATH="$d:$PATH"; break; fi
+  done
+fi
+command -v go >/dev/null || { echo "scripts/test.sh: Go is not installed (https://go.dev/doc/install)" >&2; exit 1; }
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+# Debian packages the tests use: iproute2 (tests cross-check with `ip`),
+# tshark (reads captures back), iperf3 is not needed. The VM test installs
+# its own (qemu, busybox, the kernel package).
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v tshark >/dev/null || need+=(tshark)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+say "go $(go env GOVERSION): build, gofmt, vet, staticcheck"
+go build ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+say "unit and integration tests (root)"
+go test -count=1 -timeout 20m ./...
+
+FUZZTIME=${FUZZTIME:-5s}
+if [ "$FUZZTIME" != 0 ]; then
+  say "fuzz targets, $FUZZTIME each"
+  for dir in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r -n1 dirname | sort -u); do
+    for f in $(go test -list '^Fuzz' "$dir" | grep '^Fuzz' || true); do
+      echo "--- $dir $f"
+      go test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$dir" >/tmp/labctl-fuzz.log 2>&1 || { cat /tmp/labctl-fuzz.log; exit 1; }
+    done
+  done
+fi
+
+if [ "${SKIP_VM:-0}" != 1 ] && [ -x scripts/vm-netem-test.sh ]; then
+  say "kernel tc-netem tests inside a QEMU VM (Debian's stock kernel)"
+  scripts/vm-netem-test.sh
+fi
+
+say "all tests passed"
