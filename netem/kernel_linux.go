@@ -196,6 +196,9 @@ func prepare(s Spec) ([]int16, error) {
 func applySpec(l Link, d Dir, s Spec, table []int16) error {
 	e := end(l, d)
 	if err := qdiscReplace(e.NS, e.Iface, netemOptions(s, table)); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			err = fmt.Errorf("%w (this kernel has no sch_netem): %w", err, ErrUnsupported)
+		}
 		return fmt.Errorf("link %q %s: node %q: %q: netem %s: %w", l.ID, d, e.Node, e.Iface, s, err)
 	}
 	slog.Debug("netem set", "link", l.ID, "dir", d.String(), "node", e.Node, "iface", e.Iface, "spec", s.String(), "limit", QueueLimit(s))

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/nodes"
+	"github.com/labctl/labctl/topo"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func init() { registerVerb(newNetemCmd) }
+
+func newNetemCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "netem",
+		Short: "Change, show or reset the impairments of a running lab's links",
+		Long: `Change, show or reset the impairments of a running lab's links.
+
+A link A-B has two directions; each is impaired on its sending end's egress.
+'delay 25ms' on both directions adds 50 ms to the RTT between A and B; on one
+direction, 25 ms. Between two hosts behind a switch, a packet crosses the
+sender's link (host -> switch) and the receiver's link (switch -> host):
+the one-way delay is the sum of those two directions.`,
+	}
+	cmd.AddCommand(newNetemSetCmd(), newNetemShowCmd(), newNetemResetCmd())
+	return cmd
+}
+
+// specFlags are the impairment flags of `netem set`, as typed.
+type specFlags struct {
+	delay, jitter, delayCorr, dist        string
+	loss, lossCorr, dup, dupCorr          string
+	corrupt, corruptCorr, reorder, reCorr string
+	rate                                  string
+	gap, limit                            uint32
+}
+
+func (f *specFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.delay, "delay", "", "added one-way delay in this direction, e.g. 50ms")
+	fs.StringVar(&f.jitter, "jitter", "", "delay varies by up to ± this (uniform), e.g. 5ms; needs --delay")
+	fs.StringVar(&f.delayCorr, "delay-corr", "", "correlation of successive jitter draws, e.g. 25%")
+	fs.StringVar(&f.dist, "distribution", "", "jitter distribution: uniform, normal, pareto, paretonormal")
+	fs.StringVar(&f.loss, "loss", "", "random loss, e.g. 10%")
+	fs.StringVar(&f.lossCorr, "loss-corr", "", "loss correlation, e.g. 25%")
+	fs.StringVar(&f.dup, "duplicate", "", "duplicated packets, e.g. 1%")
+	fs.StringVar(&f.dupCorr, "duplicate-corr", "", "duplicate correlation")
+	fs.StringVar(&f.corrupt, "corrupt", "", "packets with one bit flipped, e.g. 0.1% (the receiving kernel drops them unless UDP is sent with no checksum)")
+	fs.StringVar(&f.corruptCorr, "corrupt-corr", "", "corruption correlation")
+	fs.StringVar(&f.reorder, "reorder", "", "packets sent at once, overtaking the delayed ones, e.g. 25%; needs --delay")
+	fs.StringVar(&f.reCorr, "reorder-corr", "", "reorder correlation")
+	fs.Uint32Var(&f.gap, "gap", 0, "reorder after every N-1 delayed packets; needs --reorder")
+	fs.StringVar(&f.rate, "rate", "", "rate limit, e.g. 10mbit, 512kbit, 1gbit")
+	fs.Uint32Var(&f.limit, "limit", 0, "queue length in packets (default: from the bandwidth-delay product)")
+}
+
+// spec turns the flags into a validated Spec; unset flags are clean.
+func (f *specFlags) spec() (netem.Spec, error) {
+	var s netem.Spec
+	var errs []error
+	dur := func(name, v string, dst *topo.Duration) {
+		if v == "" {
+			return
+		}
+		d, err := topo.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", name, err))
+		}
+		*dst = d
+	}
+	pct := func(name, v string, dst *topo.Percent) {
+		if v == "" {
+			return
+		}
+		p, err := topo.ParsePercent(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", name, err))
+		}
+		*dst = p
+	}
+	dur("delay", f.delay, &s.Delay)
+	dur("jitter", f.jitter, &s.Jitter)
+	pct("delay-corr", f.delayCorr, &s.DelayCorrelation)
+	s.Distribution = f.dist
+	pct("loss", f.loss, &s.Loss)
+	pct("loss-corr", f.lossCorr, &s.LossCorrelation)
+	pct("duplicate", f.dup, &s.Duplicate)
+	pct("duplicate-corr", f.dupCorr, &s.DuplicateCorrelation)
+	pct("corrupt", f.corrupt, &s.Corrupt)
+	pct("corrupt-corr", f.corruptCorr, &s.CorruptCorrelation)
+	pct("reorder", f.reorder, &s.Reorder)
+	pct("reorder-corr", f.reCorr, &s.ReorderCorrelation)
+	s.Gap, s.Limit = f.gap, f.limit
+	if f.rate != "" {
+		r, err := topo.ParseRate(f.rate)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--rate: %w", err))
+		}
+		s.Rate = r
+	}
+	if err := errors.Join(errs...); err != nil {
+		return netem.Spec{}, err
+	}
+	if err := s.Validate(); err != nil {
+		return netem.Spec{}, err
+	}
+	return s, nil
+}
+
+// dirsFrom picks the directions `--from NODE` means: both when from is
+// empty, else the one NODE sends on.
+func dirsFrom(l *netem.Link, from string) ([]netem.Dir, error) {
+	switch from {
+	case "":
+		return []netem.Dir{netem.AtoB, netem.BtoA}, nil
+	case l.A.Node:
+		return []netem.Dir{netem.AtoB}, nil
+	case l.B.Node:
+		return []netem.Dir{netem.BtoA}, nil
+	}
+	return nil, &exitError{code: 2, err: fmt.Errorf("link %q: --from %q: want %q or %q", l.ID, from, l.A.Node, l.B.Node)}
+}
+
+// liveLink loads a lab and finds one of its links and its backend.
+func liveLink(lab, id string) (*nodes.State, *netem.Link, netem.Backend, error) {
+	st, err := nodes.Load(lab)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	l, ok := st.Link(id)
+	if !ok {
+		ids := make([]string, 0, len(st.Links))
+		for _, x := range st.Links {
+			ids = append(ids, strconv.Quote(x.ID))
+		}
+		return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("lab %q: no link %q (links: %s)", lab, id, strings.Join(ids, ", "))}
+	}
+	b, err := netem.ForState(st.Backend, lab)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("lab %q was built with no impairment backend (%q): %w", lab, st.Backend, err)
+	}
+	return st, l, b, nil
+}
+
+// applySpec sets one direction live and records it in the state.
+func applySpec(ctx context.Context, st *nodes.State, l *netem.Link, b netem.Backend, d netem.Dir, s netem.Spec) error {
+	if err := b.Set(ctx, *l, d, s); err != nil {
+		return err
+	}
+	if d == netem.AtoB {
+		l.AtoB = s
+	} else {
+		l.BtoA = s
+	}
+	return st.Save()
+}
+
+func dirLabel(l netem.Link, d netem.Dir) string {
+	if d == netem.BtoA {
+		return l.B.Node + " -> " + l.A.Node
+	}
+	return l.A.Node + " -> " + l.B.Node
+}
+
+func newNetemSetCmd() *cobra.Command {
+	var f specFlags
+	var from string
+	cmd := &cobra.Command{
+		Use:   "set LAB LINK [--from NODE] [--delay D] [--jitter D] [--loss P] ...",
+		Short: "Replace a link's impairment, both directions or the one --from NODE sends on",
+		Long: `Replace a live link's impairment. The flags given make the whole new
+impairment of the direction: what is not given is clean (so 'set --loss 5%'
+after 'set --delay 50ms' leaves no delay). Without --from both directions get
+it; with --from NODE only what NODE sends. Link ids are as 'labctl inspect'
+lists them, e.g. "h1-s1".
+
+  labctl netem set lab1 h1-s1 --delay 50ms --jitter 5ms --loss 10%
+  labctl netem set lab1 h1-s1 --from h1 --rate 10mbit
+  labctl netem set lab1 h1-s1 --delay 20ms --reorder 25% --gap 5`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := f.spec()
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			st, l, b, err := liveLink(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			dirs, err := dirsFrom(l, from)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for _, d := range dirs {
+				if err := applySpec(ctx, st, l, b, d, s); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s): %s [%s backend]\n", l.ID, d, dirLabel(*l, d), s, b.Name())
+			}
+			return nil
+		},
+	}
+	f.register(cmd.Flags())
+	cmd.Flags().StringVar(&from, "from", "", "impair only what this node sends on the link")
+	return cmd
+}
+
+func newNetemResetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reset LAB [LINK]",
+		Short: "Make a link (or every link of the lab) clean, both directions",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			st, err := nodes.Load(args[0])
+			if err != nil {
+				return err
+			}
+			ids := []string{}
+			if len(args) == 2 {
+				ids = append(ids, args[1])
+			} else {
+				for _, l := range st.Links {
+					ids = append(ids, l.ID)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for _, id := range ids {
+				st, l, b, err := liveLink(args[0], id)
+				if err != nil {
+					return err
+				}
+				for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
+					if err := applySpec(ctx, st, l, b, d, netem.Spec{}); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: clean both ways\n", id)
+			}
+			return nil
+		},
+	}
+}
+
+// showRow is one direction of one link in `netem show`.
+type showRow struct {
+	Lab        string      `json:"lab"`
+	Link       string      `json:"link"`
+	Dir        string      `json:"dir"`
+	From       string      `json:"from"`
+	To         string      `json:"to"`
+	Backend    string      `json:"backend"`
+	Via        string      `json:"via"`
+	Configured netem.Spec  `json:"configured"`
+	Live       *netem.Spec `json:"live,omitempty"` // what the backend reports; absent when it cannot be read
+	LiveError  string      `json:"live_error,omitempty"`
+}
+
+func newNetemShowCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show [LAB] [--json]",
+		Short: "Show each link's impairment per direction: configured, and as the backend reports it",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireRoot(); err != nil {
+				return err
+			}
+			lab, err := oneLab(args, nodes.List)
+			if err != nil {
+				return err
+			}
+			st, err := nodes.Load(lab)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rows := showRows(ctx, st)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
+				return enc.Encode(rows)
+			}
+			return printShow(cmd.OutOrStdout(), rows)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func showRows(ctx context.Context, st *nodes.State) []showRow {
+	b, berr := netem.ForState(st.Backend, st.Lab)
+	var rows []showRow
+	for _, l := range st.Links {
+		var live [2]*netem.Spec
+		var lerr error
+		if berr != nil {
+			lerr = berr
+		} else if ab, ba, err := b.Show(ctx, l); err != nil {
+			lerr = err
+		} else {
+			live = [2]*netem.Spec{&ab, &ba}
+		}
+		for i, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
+			from, to := l.A.Node, l.B.Node
+			if d == netem.BtoA {
+				from, to = to, from
+			}
+			r := showRow{Lab: st.Lab, Link: l.ID, Dir: d.String(), From: from, To: to, Backend: st.Backend, Via: l.Via,
+				Configured: l.Spec(d), Live: live[i]}
+			if lerr != nil {
+				r.LiveError = lerr.Error()
+			}
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
+func printShow(out io.Writer, rows []showRow) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "LINK\tDIRECTION\tBACKEND\tCONFIGURED\tLIVE")
+	for _, r := range rows {
+		live := "?"
+		switch {
+		case r.Live != nil:
+			live = r.Live.String()
+		case r.LiveError != "":
+			live = "unreadable: " + r.LiveError
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Link, r.From+" -> "+r.To, r.Backend, r.Configured, live)
+	}
+	return w.Flush()
+}
