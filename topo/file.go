@@ -29,6 +29,7 @@ type fileNode struct {
 	Routes   []string          `yaml:"routes"`
 	Programs []Program         `yaml:"programs"`
 	Sysctls  map[string]string `yaml:"sysctls"`
+	Files    []File            `yaml:"files"`
 	Line     int               `yaml:"-"`
 }
 
@@ -129,7 +130,7 @@ func (f *fileLab) lab(file string) (*Lab, error) {
 		for _, n := range nodes {
 			if old := lab.Node(n.Name); old != nil && f.Topo != "" && old.Kind == n.Kind {
 				// A node of the generated topology, given programs or routes.
-				old.Routes, old.Programs, old.Sysctls, old.Line = n.Routes, n.Programs, n.Sysctls, n.Line
+				old.Routes, old.Programs, old.Sysctls, old.Files, old.Line = n.Routes, n.Programs, n.Sysctls, n.Files, n.Line
 				continue
 			}
 			lab.Nodes = append(lab.Nodes, n)
@@ -162,7 +163,7 @@ func parseNodes(n *yaml.Node, kind Kind, key string) ([]*Node, error) {
 				return fieldErr(body, joinPath(key, name.Value), err)
 			}
 		}
-		node := &Node{Name: name.Value, Kind: kind, Programs: fn.Programs, Sysctls: fn.Sysctls, Line: name.Line}
+		node := &Node{Name: name.Value, Kind: kind, Programs: fn.Programs, Sysctls: fn.Sysctls, Files: fn.Files, Line: name.Line}
 		for j, r := range fn.Routes {
 			rt, err := ParseRoute(r)
 			if err != nil {

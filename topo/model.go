@@ -38,8 +38,19 @@ type Node struct {
 	Routes   []Route
 	Programs []Program
 	Sysctls  map[string]string
-	Ifaces   []*Iface // in link order
-	Line     int      // where it is defined in the lab file (0 if generated)
+	// Files are made in the host's home folder before its programs start.
+	Files  []File
+	Ifaces []*Iface // in link order
+	Line   int      // where it is defined in the lab file (0 if generated)
+}
+
+// File is a file a lab puts in a host's home folder: given content, or
+// Size random bytes (the same bytes for the same lab seed and path).
+type File struct {
+	Path    string `yaml:"path" json:"path"`
+	Content string `yaml:"content" json:"content,omitempty"`
+	Size    Size   `yaml:"size" json:"size,omitempty"`
+	Line    int    `yaml:"-" json:"-"`
 }
 
 // Iface is one end of a link, seen from its node.

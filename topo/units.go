@@ -131,3 +131,39 @@ func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 }
 
 func (r Rate) MarshalYAML() (any, error) { return r.String(), nil }
+
+// Size is a byte count: "10MB", "1MiB", "512KB", "0", or a bare number of
+// bytes. KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024.
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10},
+	{"gb", 1e9}, {"mb", 1e6}, {"kb", 1e3}, {"b", 1}, {"", 1},
+}
+
+// ParseSize reads a byte count such as "10MB" or "1MiB".
+func ParseSize(s string) (Size, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(t, u.suffix); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || v < 0 || math.IsNaN(v) || v*float64(u.mult) > 1<<40 {
+				break
+			}
+			return Size(v * float64(u.mult)), nil
+		}
+	}
+	return 0, fmt.Errorf("bad size %q: want bytes, like 1500, 10MB or 1MiB (at most 1 TiB)", s)
+}
+
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*z = v
+	return nil
+}

@@ -223,6 +223,11 @@ func (lab *Lab) checkPrograms() error {
 				return &FieldError{Line: p.Line, Path: nodePath(n, field+".command"), Err: errors.New("a program needs a command")}
 			}
 			p.Name = progName(*p)
+			for _, a := range p.Command {
+				if _, err := lab.Expand(a); err != nil {
+					return &FieldError{Line: p.Line, Path: nodePath(n, field+".command"), Err: err}
+				}
+			}
 			if !nodeNameRE.MatchString(p.Name) {
 				return &FieldError{Line: p.Line, Path: nodePath(n, field+".name"), Err: fmt.Errorf("program name %q: use letters, digits, '_' and '-'", p.Name)}
 			}
@@ -255,6 +260,20 @@ func (lab *Lab) checkPrograms() error {
 						return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready"), Err: fmt.Errorf("%q: want PORT or ADDRESS:PORT", a)}
 					}
 				}
+			}
+		}
+	}
+	for _, n := range lab.Nodes {
+		for i, f := range n.Files {
+			field := fmt.Sprintf("files[%d]", i)
+			if n.Kind == Switch {
+				return nodeErr(n, field, errors.New("a switch has no files"))
+			}
+			if !localPath(f.Path) {
+				return &FieldError{Line: f.Line, Path: nodePath(n, field+".path"), Err: fmt.Errorf("%q: want a relative path inside the host's home folder", f.Path)}
+			}
+			if f.Content != "" && f.Size > 0 {
+				return &FieldError{Line: f.Line, Path: nodePath(n, field), Err: errors.New("give content or size, not both")}
 			}
 		}
 	}
@@ -401,6 +420,11 @@ func (lab *Lab) checkChecks() error {
 		if len(c.SameFile) == 1 {
 			return fe(".same_file", errors.New("want at least two paths"))
 		}
+		for _, p := range c.SameFile {
+			if err := lab.checkHostPath(p); err != nil {
+				return fe(".same_file", err)
+			}
+		}
 	}
 	return nil
 }
@@ -446,6 +470,34 @@ func (lab *Lab) checkTimeline() error {
 				return fe(fmt.Errorf("no link %q", e.LinkDown+e.LinkUp))
 			}
 		}
+	}
+	return nil
+}
+
+// localPath reports whether p is a relative path that stays below its base.
+func localPath(p string) bool {
+	if p == "" || path.IsAbs(p) {
+		return false
+	}
+	c := path.Clean(p)
+	return c != ".." && !strings.HasPrefix(c, "../")
+}
+
+// checkHostPath checks "node:path" (path inside that host's home folder) or
+// an absolute path.
+func (lab *Lab) checkHostPath(p string) error {
+	if path.IsAbs(p) {
+		return nil
+	}
+	node, rel, ok := strings.Cut(p, ":")
+	if !ok {
+		return fmt.Errorf("%q: want HOST:PATH (inside the host's home folder) or an absolute path", p)
+	}
+	if n := lab.Node(node); n == nil || n.Kind == Switch {
+		return fmt.Errorf("%q: no host %q", p, node)
+	}
+	if !localPath(rel) {
+		return fmt.Errorf("%q: the path must stay inside the host's home folder", p)
 	}
 	return nil
 }

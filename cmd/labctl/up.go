@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -15,10 +17,12 @@ import (
 func init() { registerVerb(newUpCmd) }
 
 type upFlags struct {
-	src     labSource
-	backend string
-	name    string
-	test    string
+	src      labSource
+	backend  string
+	name     string
+	test     string
+	programs []string
+	detach   bool
 }
 
 func newUpCmd() *cobra.Command {
@@ -38,43 +42,107 @@ tree,DEPTH,FANOUT.`,
 			if err := requireRoot(); err != nil {
 				return err
 			}
-			lab, err := resolveLab(args, f.src)
+			lab, err := prepareLab(args, f)
 			if err != nil {
 				return err
 			}
-			if f.name != "" {
-				lab.Name = f.name
-				if err := lab.Build(); err != nil {
-					return err
-				}
-			}
-			return runUp(cmd, lab, f)
+			_, err = runUp(cmd, lab, f)
+			return err
 		},
 	}
-	cmd.Flags().StringVarP(&f.src.file, "file", "f", "", "lab file (YAML)")
-	cmd.Flags().StringVar(&f.src.topo, "topo", "", "Mininet-style topology: minimal, single,N, linear,N, tree,D,F")
-	cmd.Flags().StringVar(&f.backend, "backend", "", "impairment backend: auto, kernel or userspace (overrides the lab file)")
-	cmd.Flags().StringVar(&f.name, "name", "", "name the lab (to run two copies of one lab side by side)")
+	addLabFlags(cmd, &f)
+	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (see `labctl logs -f`)")
 	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
 }
 
-func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) error {
+// addLabFlags adds the flags up and run share.
+func addLabFlags(cmd *cobra.Command, f *upFlags) {
+	cmd.Flags().StringVarP(&f.src.file, "file", "f", "", "lab file (YAML)")
+	cmd.Flags().StringVar(&f.src.topo, "topo", "", "Mininet-style topology: minimal, single,N, linear,N, tree,D,F")
+	cmd.Flags().StringVar(&f.backend, "backend", "", "impairment backend: auto, kernel or userspace (overrides the lab file)")
+	cmd.Flags().StringVar(&f.name, "name", "", "name the lab (to run two copies of one lab side by side)")
+	cmd.Flags().StringArrayVar(&f.programs, "program", nil, "replace a program's command: HOST=COMMAND or HOST/PROGRAM=COMMAND (e.g. x='python3 client.py'); its checks still apply")
+}
+
+// prepareLab resolves the lab and applies --name and --program.
+func prepareLab(args []string, f upFlags) (*topo.Lab, error) {
+	lab, err := resolveLab(args, f.src)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range f.programs {
+		if err := lab.OverrideProgram(p); err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+	}
+	if f.name != "" {
+		lab.Name = f.name
+	}
+	if f.name != "" || len(f.programs) > 0 {
+		if err := lab.Build(); err != nil {
+			return nil, err
+		}
+	}
+	return lab, nil
+}
+
+// runUp deploys the lab, runs its programs and checks, and reports. It
+// returns the state of the lab it made (nil if none).
+func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) (*nodes.State, error) {
 	ctx, stop := signalContext()
 	defer stop()
 	out := cmd.OutOrStdout()
 	t0 := time.Now()
 	st, err := nodes.Deploy(ctx, lab, nodes.Options{Backend: f.backend, Log: logger()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(out, "*** lab %s up in %s: %d nodes, %d links, impairments: %s\n",
 		st.Lab, time.Since(t0).Round(time.Millisecond), len(st.Nodes), len(st.Links), backendWords(st.Backend))
 	printLinks(out, st)
 	if err := upTest(ctx, out, lab, st, f.test); err != nil {
+		return st, err
+	}
+	if len(labPrograms(lab)) > 0 {
+		if err := runPrograms(ctx, out, lab, st, f.detach); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// runPrograms starts the lab's supervisor and, unless detached, follows the
+// programs' output until the checks are in.
+func runPrograms(ctx context.Context, out io.Writer, lab *topo.Lab, st *nodes.State, detach bool) error {
+	cwd, _ := os.Getwd()
+	plan, err := nodes.BuildPlan(lab, st, cwd)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "*** the lab stays up: try `sudo labctl exec %s -- ip addr`; take it down with `sudo labctl down %s`\n", firstHost(st), st.Lab)
+	if err := plan.Save(); err != nil {
+		return err
+	}
+	sup, err := nodes.StartDaemon(st, "supervisor", []string{"supervise", st.Lab})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "*** programs start, as user %s (the lab stays up: `labctl down %s` ends it)\n", plan.User, st.Lab)
+	if detach {
+		fmt.Fprintf(out, "*** detached: follow with `labctl logs -f %s`\n", st.Lab)
+		return nil
+	}
+	res, err := follow(ctx, out, st.Lab, sup)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(out, "*** stopped following; the lab and its programs stay up (`labctl down %s`)\n", st.Lab)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !printResult(out, st.Lab, res) {
+		return &exitError{code: 1, err: fmt.Errorf("lab %s: %d of %d checks failed", st.Lab, res.Failed, res.Failed+res.Passed)}
+	}
 	return nil
 }
 

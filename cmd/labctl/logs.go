@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/labctl/labctl/nodes"
+	"github.com/spf13/cobra"
+)
+
+func init() { registerVerb(newLogsCmd) }
+
+func newLogsCmd() *cobra.Command {
+	var (
+		followFlag bool
+		all        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs [LAB] [NODE[/PROGRAM]] [-f]",
+		Short: "Show what a lab's programs printed (timestamped, per host and program)",
+		Long: `Show the captured output of a lab's programs, interleaved in the order it
+was read, each line prefixed with host/program. Marks: | stdout, ! stderr,
+> typed into stdin, * what labctl did (start, ready, exit, timeline).
+The raw logs, with RFC 3339 timestamps, are under /run/labctl/LAB/logs/.`,
+		Args: cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, filter, err := logsArgs(args)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return showLogs(ctx, cmd.OutOrStdout(), lab, filter, followFlag, all)
+		},
+	}
+	cmd.Flags().BoolVarP(&followFlag, "follow", "f", false, "keep printing new output until Ctrl-C or the lab goes down")
+	cmd.Flags().BoolVar(&all, "all", false, "include labctl's own lines (starts, exits, timeline)")
+	return cmd
+}
+
+// logsArgs reads [LAB] [NODE[/PROGRAM]]: one argument is a lab if such a
+// lab is up, else a node of the only lab up.
+func logsArgs(args []string) (lab, filter string, err error) {
+	switch len(args) {
+	case 2:
+		return args[0], args[1], nil
+	case 1:
+		if _, err := nodes.Load(args[0]); err == nil {
+			return args[0], "", nil
+		}
+		lab, err := oneLab(nil, nodes.List)
+		return lab, args[0], err
+	}
+	lab, err = oneLab(nil, nodes.List)
+	return lab, "", err
+}
+
+func showLogs(ctx context.Context, out io.Writer, lab, filter string, follow, all bool) error {
+	f, err := os.Open(nodes.OutputLog(lab))
+	if errors.Is(err, os.ErrNotExist) {
+		if _, lerr := nodes.Load(lab); lerr != nil {
+			return lerr
+		}
+		return fmt.Errorf("lab %s has no program output (it runs no programs, or they have not started)", lab)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pr := newPrinter(out)
+	match := func(l outputLine) bool {
+		if l.stream == "sys" && !all && l.key != "labctl" {
+			return false
+		}
+		if filter == "" {
+			return true
+		}
+		if strings.Contains(filter, "/") {
+			return l.key == filter
+		}
+		return strings.HasPrefix(l.key, filter+"/")
+	}
+	rd := bufio.NewReader(f)
+	partial := ""
+	for {
+		s, err := rd.ReadString('\n')
+		if err == nil {
+			if l, ok := parseOutputLine(strings.TrimSuffix(partial+s, "\n")); ok && match(l) {
+				pr.print(l)
+			}
+			partial = ""
+			continue
+		}
+		partial += s
+		if !follow {
+			return nil
+		}
+		if _, lerr := nodes.Load(lab); lerr != nil {
+			return nil // the lab went down
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
