@@ -34,6 +34,10 @@ const (
 	smallBuf      = 2048
 	maxQueueBytes = 128 << 20
 	writeBatch    = 64
+	// The writer spins (rather than sleeps) this close to a due time:
+	// twice the measured wake-up latency, within these bounds.
+	minSpin = int64(20 * time.Microsecond)
+	maxSpin = int64(300 * time.Microsecond)
 )
 
 var (
@@ -421,8 +425,9 @@ func (d *direction) write(b []byte, segs int) {
 }
 
 // writeLoop writes queued packets when they are due, on a locked thread
-// with 1 ns timer slack: long waits end early on purpose (ppoll's slack
-// grows with the timeout) and the last stretch is short and precise.
+// with 1 ns timer slack: it sleeps until shortly before the due time (ppoll
+// on an eventfd, so an earlier packet can wake it) and spins the last few
+// tens of microseconds.
 func (d *direction) writeLoop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -430,6 +435,10 @@ func (d *direction) writeLoop() {
 	fds := []unix.PollFd{{Fd: int32(d.q.efd), Events: unix.POLLIN}, {Fd: int32(d.e.stopfd), Events: unix.POLLIN}}
 	batch := make([]unit, 0, writeBatch)
 	var drain [8]byte
+	// late is a moving average of how late a timed ppoll returns on this
+	// machine (timer and scheduling latency); the writer spins for about
+	// twice that before a due time instead of sleeping through it.
+	late := minSpin
 	for {
 		batch, wait := d.q.popDue(batch[:0], nowNs())
 		for _, u := range batch {
@@ -439,18 +448,29 @@ func (d *direction) writeLoop() {
 		if len(batch) > 0 {
 			continue
 		}
-		var ts *unix.Timespec
-		if wait >= 0 {
-			if wait > int64(time.Millisecond) {
-				wait -= wait/1000 + 20*int64(time.Microsecond)
+		spin := min(max(2*late, minSpin), maxSpin)
+		if wait > 0 && wait <= spin {
+			d.q.woke()
+			for end := nowNs() + wait; nowNs() < end; {
 			}
-			t := unix.NsecToTimespec(wait)
-			ts = &t
+			continue
 		}
-		_, err := unix.Ppoll(fds, ts, nil)
+		var ts *unix.Timespec
+		var target int64
+		if wait >= 0 {
+			// Wake up early: ppoll's slack is timeout/1000 (at least the
+			// thread's timer slack), and the spin covers the rest.
+			wait = max(0, wait-wait/1000-spin)
+			t := unix.NsecToTimespec(wait)
+			ts, target = &t, nowNs()+wait
+		}
+		n, err := unix.Ppoll(fds, ts, nil)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			d.e.log.Error("poll", "link", d.ln.l.ID, "dir", d.d.String(), "err", err)
 			return
+		}
+		if n == 0 && err == nil && ts != nil {
+			late += (max(0, nowNs()-target) - late) / 8
 		}
 		d.q.woke()
 		if fds[0].Revents != 0 {
