@@ -27,6 +27,9 @@ type Plan struct {
 	Timeline []topo.Event  `json:"timeline"`
 	Created  time.Time     `json:"created"`
 	Deadline time.Duration `json:"deadline"` // bound on the whole run of the tasks
+	// BinDir holds the lab's copy of labctl; it leads the programs' PATH, so
+	// "labctl app ..." works inside their scripts too.
+	BinDir string `json:"bin_dir"`
 }
 
 // PlanHost is one host's share of the plan.
@@ -150,6 +153,7 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.BinDir = filepath.Dir(exe)
 	labDir := ""
 	if !strings.HasPrefix(lab.Source, "builtin:") && !strings.HasPrefix(lab.Source, "topo:") {
 		labDir, _ = filepath.Abs(filepath.Dir(lab.Source))

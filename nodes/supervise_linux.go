@@ -417,7 +417,7 @@ func (p *proc) command() (*exec.Cmd, error) {
 	argv := p.p.Command
 	path := argv[0]
 	if !strings.Contains(path, "/") {
-		lp, err := lookPath(path)
+		lp, err := lookPath(p.s.path(), path)
 		if err != nil {
 			return nil, err
 		}
@@ -430,7 +430,7 @@ func (p *proc) command() (*exec.Cmd, error) {
 		cmd.Dir = p.host.Home
 	}
 	env := []string{
-		"PATH=" + cleanPath, "HOME=" + p.host.Home, "LANG=C.UTF-8", "TERM=dumb",
+		"PATH=" + p.s.path(), "HOME=" + p.host.Home, "LANG=C.UTF-8", "TERM=dumb",
 		"LABCTL_LAB=" + p.s.plan.Lab, "LABCTL_NODE=" + p.host.Name, "LABCTL_PROGRAM=" + p.p.Name,
 		"USER=" + p.s.plan.User, "LOGNAME=" + p.s.plan.User,
 		"PYTHONUNBUFFERED=1", // a student's print() shows up as it happens
@@ -447,15 +447,23 @@ func (p *proc) command() (*exec.Cmd, error) {
 	return cmd, nil
 }
 
+// path is the programs' PATH: the lab's labctl, then the system's.
+func (s *Supervisor) path() string {
+	if s.plan.BinDir == "" {
+		return cleanPath
+	}
+	return s.plan.BinDir + ":" + cleanPath
+}
+
 // lookPath finds a command in the programs' PATH, not in labctl's.
-func lookPath(name string) (string, error) {
-	for _, dir := range strings.Split(cleanPath, ":") {
+func lookPath(pathList, name string) (string, error) {
+	for _, dir := range strings.Split(pathList, ":") {
 		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%q: not found in %s", name, cleanPath)
+	return "", fmt.Errorf("%q: not found in %s", name, pathList)
 }
 
 // copyLines reads a pipe line by line into the logs. A line longer than

@@ -85,13 +85,20 @@ func labName(prefix string) string {
 // nothing is left) when the test ends.
 func up(t *testing.T, prefix string, args ...string) (string, result) {
 	t.Helper()
+	return upExpect(t, 0, prefix, args...)
+}
+
+// upExpect is up for a lab whose `up` ends with the given exit status (1:
+// some check failed, by design of the test).
+func upExpect(t *testing.T, code int, prefix string, args ...string) (string, result) {
+	t.Helper()
 	name := labName(prefix)
 	t.Cleanup(func() {
 		labctl(t, "down", name)
 		requireNoLeftovers(t, name)
 	})
 	r := labctl(t, append([]string{"up", "--name", name}, args...)...)
-	require.Equal(t, 0, r.code, "labctl up: %s", r)
+	require.Equal(t, code, r.code, "labctl up: %s", r)
 	return name, r
 }
 
