@@ -1,6 +1,7 @@
 package topo
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -266,4 +267,17 @@ func TestBuiltinLabsParse(t *testing.T) {
 	}
 	_, err := Builtin("nope")
 	assert.ErrorContains(t, err, fmt.Sprintf("built-in: %s", names[0]))
+}
+
+func TestUnitsRoundTripJSON(t *testing.T) {
+	m := Impairment{Delay: Duration(25 * time.Millisecond), Loss: 1.5, Rate: 10e6, Gap: 3, Reorder: 5}
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"delay":"25ms","loss":"1.5%","rate":"10mbit","gap":3,"reorder":"5%"}`, string(b))
+	var back Impairment
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, m, back)
+	require.NoError(t, json.Unmarshal([]byte(`{"delay":25000000,"loss":10}`), &back))
+	assert.Equal(t, 25*time.Millisecond, back.Delay.D())
+	assert.Error(t, json.Unmarshal([]byte(`{"loss":"200%"}`), &back))
 }

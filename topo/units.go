@@ -1,6 +1,7 @@
 package topo
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -165,5 +166,52 @@ func (z *Size) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	*z = v
+	return nil
+}
+
+// JSON uses the lab file's spelling ("25ms", "10%", "10mbit"), so the state
+// document (`labctl inspect --json`) reads like the lab file. Numbers are
+// accepted on input too: nanoseconds, percent, bits per second, bytes.
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	return unmarshalJSONUnit(b, func(s string) error {
+		v, err := ParseDuration(s)
+		*d = v
+		return err
+	}, func(f float64) { *d = Duration(f) })
+}
+
+func (p Percent) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
+
+func (p *Percent) UnmarshalJSON(b []byte) error {
+	return unmarshalJSONUnit(b, func(s string) error {
+		v, err := ParsePercent(s)
+		*p = v
+		return err
+	}, func(f float64) { *p = Percent(f) })
+}
+
+func (r Rate) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }
+
+func (r *Rate) UnmarshalJSON(b []byte) error {
+	return unmarshalJSONUnit(b, func(s string) error {
+		v, err := ParseRate(s)
+		*r = v
+		return err
+	}, func(f float64) { *r = Rate(f) })
+}
+
+func unmarshalJSONUnit(b []byte, str func(string) error, num func(float64)) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		return str(s)
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("want a string such as \"25ms\" or a number, got %s", b)
+	}
+	num(f)
 	return nil
 }
