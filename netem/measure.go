@@ -55,6 +55,9 @@ type ProbeOptions struct {
 	// direction (the worst one-way delay you expect plus a margin);
 	// default 500ms.
 	Drain time.Duration
+	// Slack widens every delay tolerance of Judge: for slow, loaded or
+	// emulated machines, whose timers and schedulers add delay of their own.
+	Slack time.Duration
 	// NoChecksum sends with SO_NO_CHECK (IPv4 UDP with no checksum), so
 	// corruption reaches the application (counted as Corrupted).
 	NoChecksum bool
@@ -359,6 +362,7 @@ func Judge(l Link, r ProbeResult, good map[Dir]*GoodputResult, o ProbeOptions) [
 			dr = r.BtoA
 		}
 		pred, tol := PredictOneWay(s, o.Size)
+		tol += o.Slack
 		rttPred += pred
 		rttTol += tol
 		cfg := func(v string) string { return v }
@@ -434,11 +438,12 @@ func reorderText(s Spec) string {
 	return t
 }
 
-// PlanProbes picks probe options for a link so the probes stay under a
-// tenth of the slowest rate and the run under maxRun: the count shrinks
-// before the load grows.
+// PlanProbes picks probe options for a link: one probe every 2 ms (gentle
+// enough for a slow or emulated machine to timestamp each one promptly),
+// slower if needed to stay under a tenth of the slowest rate, and the run
+// under maxRun: the count shrinks before the load grows.
 func PlanProbes(l Link, count int, maxRun time.Duration) ProbeOptions {
-	o := ProbeOptions{Count: count}.withDefaults()
+	o := ProbeOptions{Count: count, Interval: 2 * time.Millisecond}.withDefaults()
 	frameBits := float64(o.Size+42) * 8
 	var worst time.Duration
 	for _, d := range []Dir{AtoB, BtoA} {

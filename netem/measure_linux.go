@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -128,7 +129,7 @@ func listenUDP(p Point, noCheck bool) (*net.UDPConn, error) {
 
 // Probe sends o.Count UDP probes from a to b, which echoes each one back,
 // and measures both directions and the RTT. It takes about
-// Count×Interval + 2×Drain.
+// Count×Interval + 2×Drain (at most 3×Count×Interval + 8×Drain + 5 s).
 func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error) {
 	o = o.withDefaults()
 	ca, err := listenUDP(a, o.NoChecksum)
@@ -146,6 +147,7 @@ func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error)
 	now := func() time.Duration { return time.Since(base) }
 
 	var wg sync.WaitGroup
+	var lastAtB, lastAtA atomic.Int64 // ns since base of the last datagram in
 	// B: record each probe, echo it with B's own sequence number.
 	var atob []arrival
 	var corruptAB, echoes int
@@ -160,6 +162,7 @@ func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error)
 				return
 			}
 			t := now()
+			lastAtB.Store(int64(t))
 			m, ok := decodeProbe(buf[:n])
 			if !ok || m.kind != kindProbe || n != o.Size {
 				corruptAB++
@@ -187,6 +190,7 @@ func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error)
 				return
 			}
 			t := now()
+			lastAtA.Store(int64(t))
 			m, ok := decodeProbe(buf[:n])
 			if !ok || m.kind != kindEcho || n != o.Size {
 				corruptBA++
@@ -203,17 +207,24 @@ func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error)
 	out := make([]byte, o.Size)
 	sent := 0
 	var sendErr error
-	for i := 0; i < o.Count; i++ {
-		if d := time.Until(base.Add(time.Duration(i) * o.Interval)); d > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(d):
-			}
+	// Probes go on schedule; after a stall (a loaded or emulated machine)
+	// the backlog goes out at twice the rate at most, not as one burst,
+	// and the run stops at three times its planned length.
+	stop := base.Add(3*time.Duration(o.Count)*o.Interval + time.Second)
+	var last time.Time
+	for i := 0; i < o.Count && time.Now().Before(stop); i++ {
+		at := base.Add(time.Duration(i) * o.Interval)
+		if floor := last.Add(o.Interval / 2); at.Before(floor) {
+			at = floor
+		}
+		if d := time.Until(at); d > 0 {
+			waitCtx(ctx, d)
 		}
 		if ctx.Err() != nil {
 			sendErr = ctx.Err()
 			break
 		}
+		last = time.Now()
 		probeMsg{kind: kindProbe, seq: uint32(i), sent: now()}.encode(out)
 		if _, err := ca.WriteToUDPAddrPort(out, dst); err != nil {
 			// A full socket buffer or a transient ENOBUFS is a lost probe,
@@ -226,10 +237,12 @@ func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error)
 		sent++
 	}
 	// Let the last probes arrive at B, then stop B (its echo count is then
-	// final) and let the last echoes arrive at A.
-	waitCtx(ctx, o.Drain)
+	// final) and let the last echoes arrive at A. Each side waits until it
+	// has heard nothing for Drain, so a stalled reader is not cut short,
+	// and at most 4×Drain + 2 s.
+	quiet(ctx, o.Drain, now, &lastAtB)
 	_ = cb.SetReadDeadline(time.Now())
-	waitCtx(ctx, o.Drain)
+	quiet(ctx, o.Drain, now, &lastAtA)
 	_ = ca.SetReadDeadline(time.Now())
 	wg.Wait()
 	if sendErr != nil {
@@ -240,6 +253,19 @@ func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error)
 		BtoA: analyze(echoes, btoa, corruptBA),
 		RTT:  summarize(rtts),
 	}, nil
+}
+
+// quiet waits until nothing has arrived for d (last holds the time of the
+// last arrival), at most 4×d + 2 s.
+func quiet(ctx context.Context, d time.Duration, now func() time.Duration, last *atomic.Int64) {
+	start := now()
+	for ctx.Err() == nil && now()-start < 4*d+2*time.Second {
+		idle := now() - max(time.Duration(last.Load()), start)
+		if idle >= d {
+			return
+		}
+		waitCtx(ctx, d-idle)
+	}
 }
 
 func waitCtx(ctx context.Context, d time.Duration) {

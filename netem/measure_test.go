@@ -109,7 +109,7 @@ func TestJudge(t *testing.T) {
 func TestPlanProbes(t *testing.T) {
 	o := PlanProbes(Link{AtoB: Spec{Delay: dms(50)}}, 1000, 4*time.Second)
 	assert.Equal(t, 1000, o.Count)
-	assert.Equal(t, time.Millisecond, o.Interval)
+	assert.Equal(t, 2*time.Millisecond, o.Interval)
 	assert.Equal(t, 350*time.Millisecond, o.Drain)
 
 	// 64 kbit/s: a 106-byte probe every 132.5 ms keeps to a tenth of the rate;

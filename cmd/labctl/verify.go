@@ -34,6 +34,7 @@ func newVerifyCmd() *cobra.Command {
 		asJSON, all bool
 		probes      int
 		rateTime    time.Duration
+		slack       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [LAB] [--json] [--all]",
@@ -46,8 +47,8 @@ with a rate, TCP goodput. Exits 1 if any line FAILs.
 How: for the run, the two ends get temporary link-local addresses
 (169.254.123.1/30 and .2/30; on a switch, on its bridge) that are removed
 after, so probes cross exactly that link whatever the lab's addressing.
-UDP probes (sequence-numbered, timestamped; at most a tenth of the link's
-rate, a few seconds per link) go A -> B and B echoes each one; both sockets
+UDP probes (sequence-numbered, timestamped; one per 2 ms and at most a
+tenth of the link's rate, a few seconds per link) go A -> B and B echoes each one; both sockets
 are in this process, so one monotonic clock gives each one-way delay. The
 rate is a bounded TCP bulk transfer per rate-limited direction.
 
@@ -78,7 +79,7 @@ on a lossy direction).`,
 				if !all && !l.Impaired() {
 					continue
 				}
-				vl, checks, err := verifyOne(ctx, l, probes, rateTime)
+				vl, checks, err := verifyOne(ctx, l, probes, rateTime, slack)
 				if err != nil {
 					return err
 				}
@@ -117,19 +118,21 @@ on a lossy direction).`,
 	cmd.Flags().BoolVar(&all, "all", false, "measure clean links too")
 	cmd.Flags().IntVar(&probes, "probes", 1000, "UDP probes per link (fewer on slow links, to stay under a tenth of the rate)")
 	cmd.Flags().DurationVar(&rateTime, "rate-time", 3*time.Second, "length of each TCP goodput transfer")
+	cmd.Flags().DurationVar(&slack, "slack", 0, "widen every delay tolerance by this much (slow, loaded or emulated machines add delay of their own)")
 	return cmd
 }
 
 // verifyOne measures one link: probes both ways and, per rate-limited
 // direction, a TCP transfer. The temporary probe addresses are removed
 // whatever happens.
-func verifyOne(ctx context.Context, l netem.Link, probes int, rateTime time.Duration) (vl verifyLink, checks []netem.Check, err error) {
+func verifyOne(ctx context.Context, l netem.Link, probes int, rateTime, slack time.Duration) (vl verifyLink, checks []netem.Check, err error) {
 	a, b, undo, err := netem.AttachProbeAddrs(l)
 	if err != nil {
 		return vl, nil, err
 	}
 	defer func() { err = errors.Join(err, undo()) }()
-	o := netem.PlanProbes(l, probes, 4*time.Second)
+	o := netem.PlanProbes(l, probes, 5*time.Second)
+	o.Slack = slack
 	r, err := netem.Probe(ctx, a, b, o)
 	if err != nil {
 		return vl, nil, fmt.Errorf("link %q: %w", l.ID, err)
