@@ -96,7 +96,7 @@ func (e *Engine) AddFaults(link string, fs []Fault) error {
 		return err
 	}
 	for _, f := range fs {
-		if err := f.Validate(el.l); err != nil {
+		if err := f.Validate(el.l.ID, el.l.A.Node, el.l.B.Node); err != nil {
 			return err
 		}
 	}

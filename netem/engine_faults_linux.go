@@ -14,7 +14,7 @@ type faultState struct {
 // addFault arms a fault on a link: packet faults wait for their Nth match;
 // down faults are timed.
 func (e *Engine) addFault(el *engLink, f Fault) error {
-	if err := f.Validate(el.l); err != nil {
+	if err := f.Validate(el.l.ID, el.l.A.Node, el.l.B.Node); err != nil {
 		return err
 	}
 	if f.Action != FaultDown {
@@ -58,7 +58,7 @@ func (el *engLink) applyFaults(e *Engine, d Dir, p []byte, n int, fates []fate) 
 	pi := parsePkt(p)
 	kept := el.faults[:0]
 	for _, fs := range el.faults {
-		if !fs.f.Match.matches(&el.l, d, pi, len(p)) {
+		if !faultMatches(fs.f.Match, &el.l, d, pi, len(p)) {
 			kept = append(kept, fs)
 			continue
 		}

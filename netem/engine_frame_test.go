@@ -101,18 +101,18 @@ func TestFaultMatch(t *testing.T) {
 	f := gsoFrame(100, 1000, 0x18)
 	pi := parsePkt(f[vnetHdrLen:])
 	ln := len(f) - vnetHdrLen
-	assert.True(t, FaultMatch{Proto: "tcp", Port: 9000, From: "x", Data: true}.matches(&l, AtoB, pi, ln))
-	assert.False(t, FaultMatch{From: "y"}.matches(&l, AtoB, pi, ln))
-	assert.False(t, FaultMatch{Proto: "udp"}.matches(&l, AtoB, pi, ln))
-	assert.False(t, FaultMatch{Port: 1}.matches(&l, AtoB, pi, ln))
+	assert.True(t, faultMatches(FaultMatch{Proto: "tcp", Port: 9000, From: "x", Data: true}, &l, AtoB, pi, ln))
+	assert.False(t, faultMatches(FaultMatch{From: "y"}, &l, AtoB, pi, ln))
+	assert.False(t, faultMatches(FaultMatch{Proto: "udp"}, &l, AtoB, pi, ln))
+	assert.False(t, faultMatches(FaultMatch{Port: 1}, &l, AtoB, pi, ln))
 	ack := gsoFrame(0, 1000, 0x10)
-	assert.False(t, FaultMatch{Data: true}.matches(&l, AtoB, parsePkt(ack[vnetHdrLen:]), len(ack)-vnetHdrLen))
+	assert.False(t, faultMatches(FaultMatch{Data: true}, &l, AtoB, parsePkt(ack[vnetHdrLen:]), len(ack)-vnetHdrLen))
 
-	assert.NoError(t, Fault{Action: FaultDrop, Nth: 3, Match: FaultMatch{From: "x"}}.Validate(l))
-	assert.Error(t, Fault{Action: FaultDrop}.Validate(l), "nth")
-	assert.Error(t, Fault{Action: "explode", Nth: 1}.Validate(l))
-	assert.Error(t, Fault{Action: FaultDrop, Nth: 1, Match: FaultMatch{From: "z"}}.Validate(l))
-	assert.Error(t, Fault{Action: FaultDelay, Nth: 1}.Validate(l), "delay needs a delay")
+	assert.NoError(t, Fault{Action: FaultDrop, Nth: 3, Match: FaultMatch{From: "x"}}.Validate(l.ID, l.A.Node, l.B.Node))
+	assert.Error(t, Fault{Action: FaultDrop}.Validate(l.ID, l.A.Node, l.B.Node), "nth")
+	assert.Error(t, Fault{Action: "explode", Nth: 1}.Validate(l.ID, l.A.Node, l.B.Node))
+	assert.Error(t, Fault{Action: FaultDrop, Nth: 1, Match: FaultMatch{From: "z"}}.Validate(l.ID, l.A.Node, l.B.Node))
+	assert.Error(t, Fault{Action: FaultDelay, Nth: 1}.Validate(l.ID, l.A.Node, l.B.Node), "delay needs a delay")
 }
 
 func TestGilbertElliottStationaryLoss(t *testing.T) {

@@ -88,7 +88,7 @@ func (u *userspace) Create(ctx context.Context, l *Link) error {
 		}
 	}
 	for _, f := range l.Faults {
-		if err := f.Validate(*l); err != nil {
+		if err := f.Validate(l.ID, l.A.Node, l.B.Node); err != nil {
 			return err
 		}
 	}

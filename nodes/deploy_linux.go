@@ -118,10 +118,20 @@ func plan(ctx context.Context, lab *topo.Lab, opt Options, log *slog.Logger) (*S
 	if err := netem.ValidBackend(want); err != nil {
 		return nil, nil, err
 	}
-	impaired := false
+	impaired, faults := false, false
 	for _, l := range lab.Links {
 		if !l.Spec(l.A.Node).IsZero() || !l.Spec(l.B.Node).IsZero() {
 			impaired = true
+		}
+		faults = faults || len(l.Faults) > 0
+	}
+	// Only the userspace engine plays scripted faults.
+	if faults {
+		switch want {
+		case "", netem.BackendAuto:
+			want = netem.BackendUserspace
+		case netem.BackendKernel:
+			return nil, nil, fmt.Errorf("lab %q: scripted faults need the userspace backend, not %q", lab.Name, want)
 		}
 	}
 	backend, err := netem.Select(ctx, want, lab.Name)
@@ -160,7 +170,7 @@ func plan(ctx context.Context, lab *topo.Lab, opt Options, log *slog.Logger) (*S
 			Lab: lab.Name, ID: l.Name, Tag: tag, MTU: l.MTU,
 			A:    netem.End{Node: l.A.Node, NS: NSName(lab.Name, l.A.Node), Iface: l.A.Iface},
 			B:    netem.End{Node: l.B.Node, NS: NSName(lab.Name, l.B.Node), Iface: l.B.Iface},
-			AtoB: l.Spec(l.A.Node), BtoA: l.Spec(l.B.Node),
+			AtoB: l.Spec(l.A.Node), BtoA: l.Spec(l.B.Node), Faults: l.Faults,
 		})
 	}
 	return st, backend, nil

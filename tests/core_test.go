@@ -20,6 +20,7 @@ func TestLinearReachableAndVisibleToIP(t *testing.T) {
 	s := inspect(t, lab)
 	require.Len(t, s.Nodes, 8)
 	assert.Equal(t, "lab-"+lab+"-h1", s.Nodes[0].NS)
+	assert.Equal(t, "10.0.0.4", s.addr("h4"), "Mininet numbering")
 	// The namespace is a real named netns: iproute2 sees it.
 	out, err := exec.Command("ip", "netns", "exec", "lab-"+lab+"-h4", "ip", "-br", "addr", "show", "eth0").CombinedOutput()
 	if err == nil { // iproute2 is optional at run time

@@ -283,3 +283,36 @@ checks:
 	require.NoError(t, err)
 	assert.Equal(t, sum, sha256.Sum256(b2))
 }
+
+func TestScriptedFaultFromLabFileReachesTheProtocol(t *testing.T) {
+	// Drop exactly the first datagram the client sends to port 9000: the
+	// stop-and-wait client must need two tries for message 0 and one for
+	// message 1, every time.
+	f := writeLab(t, "fault.yaml", `
+hosts:
+  a:
+    programs:
+      - name: srv
+        command: labctl app stopwait-server --udp --port 9000
+        service: true
+        ready: {udp: 9000}
+  b:
+    programs:
+      - name: cli
+        command: labctl app stopwait-client --udp --timeout 300ms --server ${a}:9000 first second TCHAU
+        after: [a/srv]
+switches: [s1]
+links:
+  - endpoints: [a, s1]
+  - endpoints: [b, s1]
+    faults:
+      - {nth: 1, match: {proto: udp, port: 9000, from: b}, action: drop}
+checks:
+  - output: b/cli
+    contains: ['delivered 0 "first" (2 tries)', 'delivered 1 "second" (1 try)']
+    in_order: true
+`)
+	r := labctl(t, "run", "--name", labName("fault"), "-f", f)
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "impairments: userspace")
+}

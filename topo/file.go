@@ -38,6 +38,7 @@ type fileLink struct {
 	Endpoints []Endpoint            `yaml:"endpoints"`
 	Netem     Impairment            `yaml:"netem"`
 	Egress    map[string]Impairment `yaml:"egress"`
+	Faults    []Fault               `yaml:"faults"`
 	MTU       int                   `yaml:"mtu"`
 	Line      int                   `yaml:"-"`
 }
@@ -143,7 +144,7 @@ func (f *fileLab) lab(file string) (*Lab, error) {
 		}
 		lab.Links = append(lab.Links, &Link{
 			Name: fl.Name, A: fl.Endpoints[0], B: fl.Endpoints[1],
-			Netem: fl.Netem, Egress: fl.Egress, MTU: fl.MTU, Line: fl.Line,
+			Netem: fl.Netem, Egress: fl.Egress, Faults: fl.Faults, MTU: fl.MTU, Line: fl.Line,
 		})
 	}
 	return lab, nil

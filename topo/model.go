@@ -84,6 +84,8 @@ type Link struct {
 	// a given endpoint node sends.
 	Netem  Impairment
 	Egress map[string]Impairment
+	// Faults are scripted per-packet faults (userspace backend).
+	Faults []Fault
 	MTU    int
 	Line   int
 }

@@ -347,7 +347,7 @@ func (lab *Lab) OverrideProgram(spec string) error {
 		for _, q := range n.Programs {
 			names = append(names, q.Name)
 		}
-		return fmt.Errorf("--program %q: %s runs %s: say which, as %s/PROGRAM=...", spec, host, strings.Join(names, ", "), host)
+		return fmt.Errorf("--program %q: %s runs %s: say which one, as %s/PROGRAM=COMMAND", spec, host, strings.Join(names, ", "), host)
 	}
 	if p == nil {
 		return fmt.Errorf("--program %q: no program %q on %s", spec, prog, host)

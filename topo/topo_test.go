@@ -281,3 +281,23 @@ func TestUnitsRoundTripJSON(t *testing.T) {
 	assert.Equal(t, 25*time.Millisecond, back.Delay.D())
 	assert.Error(t, json.Unmarshal([]byte(`{"loss":"200%"}`), &back))
 }
+
+func TestFaultsInLabFiles(t *testing.T) {
+	lab, err := Parse("f.yaml", []byte(`
+hosts: {a: , b: }
+links:
+  - endpoints: [a, b]
+    faults:
+      - {nth: 3, match: {proto: udp, port: 9000, from: a}, action: drop}
+      - {action: down, after: 2s, for: 500ms}
+`))
+	require.NoError(t, err)
+	require.Len(t, lab.Links[0].Faults, 2)
+	assert.Equal(t, "drop packet (udp port 9000 from a) #3", lab.Links[0].Faults[0].String())
+	_, err = Parse("f.yaml", []byte("hosts: {a: , b: }\nlinks:\n  - endpoints: [a, b]\n    faults: [{nth: 1, action: explode}]"))
+	assert.ErrorContains(t, err, `f.yaml:3: links[0] (a-b).faults[0]: link "a-b": fault: action "explode"`)
+	_, err = Parse("f.yaml", []byte("hosts: {a: , b: }\nlinks:\n  - endpoints: [a, b]\n    faults: [{nth: 1, action: drop, match: {from: c}}]"))
+	assert.ErrorContains(t, err, `match from "c"`)
+	_, err = Parse("f.yaml", []byte("backend: kernel\nhosts: {a: , b: }\nlinks:\n  - endpoints: [a, b]\n    faults: [{nth: 1, action: drop}]"))
+	assert.ErrorContains(t, err, "need the userspace backend")
+}

@@ -157,6 +157,14 @@ func (lab *Lab) checkLinks() error {
 				return linkErr(l, i, "egress."+from, oneLine(err))
 			}
 		}
+		for k, f := range l.Faults {
+			if err := f.Validate(l.Name, l.A.Node, l.B.Node); err != nil {
+				return linkErr(l, i, fmt.Sprintf("faults[%d]", k), oneLine(err))
+			}
+		}
+		if len(l.Faults) > 0 && lab.Backend == "kernel" {
+			return linkErr(l, i, "faults", errors.New("scripted faults need the userspace backend (backend: userspace or auto)"))
+		}
 		a, b := lab.Node(l.A.Node), lab.Node(l.B.Node)
 		if err := addIface(a, &l.A, l, b); err != nil {
 			return linkErr(l, i, "endpoints", err)

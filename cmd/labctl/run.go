@@ -31,7 +31,7 @@ To grade a submission against the reference programs, swap one program:
 			if err != nil {
 				return err
 			}
-			f.test, f.detach = "none", false
+			f.test, f.detach, f.oneShot = "none", false, true
 			st, runErr := runUp(cmd, lab, f)
 			if st != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -23,6 +23,7 @@ type upFlags struct {
 	test     string
 	programs []string
 	detach   bool
+	oneShot  bool // run: the lab goes down right after
 }
 
 func newUpCmd() *cobra.Command {
@@ -108,8 +109,22 @@ func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) (*nodes.State, error) {
 		if err := runPrograms(ctx, out, lab, st, f.detach); err != nil {
 			return st, err
 		}
+		return st, nil
 	}
+	if f.oneShot {
+		return st, nil
+	}
+	fmt.Fprintf(out, "*** the lab stays up: try `sudo labctl exec %s -- ip addr`; take it down with `sudo labctl down %s`\n", firstHost(st), st.Lab)
 	return st, nil
+}
+
+func firstHost(st *nodes.State) string {
+	for _, n := range st.Nodes {
+		if n.Kind != "switch" {
+			return n.Name
+		}
+	}
+	return st.Nodes[0].Name
 }
 
 // runPrograms starts the lab's supervisor and, unless detached, follows the
@@ -206,14 +221,6 @@ func labPrograms(lab *topo.Lab) []topo.Program {
 	return ps
 }
 
-func firstHost(st *nodes.State) string {
-	for _, n := range st.Nodes {
-		if n.Kind == "host" {
-			return n.Name
-		}
-	}
-	return st.Nodes[0].Name
-}
 
 // printLinks lists the impaired links with their backend, per direction.
 func printLinks(out io.Writer, st *nodes.State) {
