@@ -221,7 +221,6 @@ func labPrograms(lab *topo.Lab) []topo.Program {
 	return ps
 }
 
-
 // printLinks lists the impaired links with their backend, per direction.
 func printLinks(out io.Writer, st *nodes.State) {
 	for _, l := range st.Links {
