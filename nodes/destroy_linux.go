@@ -75,6 +75,9 @@ func destroyLocked(ctx context.Context, st *State, log *slog.Logger) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	if err := os.RemoveAll(BinDir(st.Lab)); err != nil {
+		return fmt.Errorf("lab %q: remove its labctl copy: %w", st.Lab, err)
+	}
 	if err := os.RemoveAll(Dir(st.Lab)); err != nil {
 		return fmt.Errorf("lab %q: remove state: %w", st.Lab, err)
 	}
@@ -250,6 +253,15 @@ func Clean(ctx context.Context, log *slog.Logger) ([]string, error) {
 	}
 	if n > 0 {
 		done = append(done, fmt.Sprintf("%d orphaned labctl daemons", n))
+	}
+	if bins, _ := os.ReadDir(BinRoot); len(bins) > 0 {
+		for _, b := range bins {
+			if _, err := Load(b.Name()); err != nil {
+				if err := os.RemoveAll(filepath.Join(BinRoot, b.Name())); err == nil {
+					done = append(done, "labctl copy of lab "+b.Name())
+				}
+			}
+		}
 	}
 	if locks, _ := filepath.Glob(filepath.Join(StateRoot, ".*.lock")); len(locks) > 0 {
 		if rest, _ := List(); len(rest) == 0 {

@@ -226,15 +226,22 @@ func resolveProgram(lab *topo.Lab, p topo.Program, exe, home, labDir, cwd string
 	return p, nil
 }
 
-// copySelf puts a copy of this binary in the lab's folder, where the
-// programs' unprivileged user can run it (the original may sit in a home
-// folder that user cannot enter).
+// BinRoot holds, per lab, the copy of labctl its programs run. It is not
+// under StateRoot because /run is often mounted noexec (Ubuntu's is).
+var BinRoot = "/var/lib/labctl"
+
+// BinDir is where a lab's copy of labctl lives.
+func BinDir(lab string) string { return filepath.Join(BinRoot, lab) }
+
+// copySelf puts a copy of this binary where the programs' unprivileged user
+// can run it (the original may sit in a home folder that user cannot
+// enter).
 func copySelf(lab string) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	dst := filepath.Join(Dir(lab), "bin", "labctl")
+	dst := filepath.Join(BinDir(lab), "labctl")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", err
 	}

@@ -149,6 +149,8 @@ func requireNoLeftovers(t *testing.T, lab string) {
 	}
 	_, err := os.Stat(filepath.Join("/run/labctl", lab))
 	require.True(t, os.IsNotExist(err), "state folder of %s left behind", lab)
+	_, err = os.Stat(filepath.Join("/var/lib/labctl", lab))
+	require.True(t, os.IsNotExist(err), "labctl copy of %s left behind", lab)
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
 		env, err := os.ReadFile(filepath.Join("/proc", p.Name(), "environ"))
