@@ -316,3 +316,45 @@ checks:
 	require.Equal(t, 0, r.code, "%s", r)
 	assert.Contains(t, r.stdout, "impairments: userspace")
 }
+
+func TestTimelineImpairsTheLinkDuringTheRun(t *testing.T) {
+	// Message "one" goes out on a clean link; from 1 s to 2.5 s the
+	// client's link loses everything, so "two" (typed at 1.5 s) needs
+	// retries until the link is reset.
+	f := writeLab(t, "tl.yaml", `
+hosts:
+  a:
+    programs:
+      - name: srv
+        command: labctl app stopwait-server --udp --port 9000
+        service: true
+        ready: {udp: 9000}
+  b:
+    programs:
+      - name: cli
+        command: labctl app stopwait-client --udp --timeout 200ms --tries 30 --server ${a}:9000
+        after: [a/srv]
+        stdin: [one, {line: two, delay: 1500ms}, TCHAU]
+switches: [s1]
+links:
+  - endpoints: [a, s1]
+  - endpoints: [b, s1]
+timeline:
+  - {at: 1s, netem: {link: b-s1, set: {loss: 100%}}}
+  - {at: 2500ms, netem: {link: b-s1, reset: true}}
+checks:
+  - output: b/cli
+    matches: ['^delivered 0 "one" \(1 try\)$', '^delivered 1 "two" \(([3-9]|[12][0-9]) tries\)$']
+`)
+	lab, r := up(t, "tl", "-f", f)
+	assert.Contains(t, r.stdout, "timeline at 1s: netem b-s1: loss 100%")
+	assert.Contains(t, r.stdout, "timeline at 2.5s: netem b-s1: clean")
+	// The lab stays up after the run; its logs are there to read.
+	logs := labctl(t, "logs", lab, "b")
+	require.Equal(t, 0, logs.code, "%s", logs)
+	assert.Contains(t, logs.stdout, `b/cli`)
+	assert.Contains(t, logs.stdout, `delivered 0 "one"`)
+	assert.NotContains(t, logs.stdout, "a/srv", "filtered to host b")
+	show := labctl(t, "netem", "show", lab)
+	assert.Contains(t, show.stdout, "b-s1")
+}
