@@ -34,7 +34,11 @@ var (
 
 // AttachProbeAddrs adds the probe addresses to a link's ends and returns
 // the two measurement points and the undo, which the caller must run. An
-// end on a bridge port gets the address on its bridge.
+// end on a bridge port gets the address on its bridge. Each end also gets
+// a permanent neighbour entry for the other: otherwise the first probes
+// wait for ARP across the impaired link, and one lost ARP packet stalls
+// them for a second (the retransmit time) and overflows the unresolved
+// queue, which would read as loss the link does not have.
 func AttachProbeAddrs(l Link) (a, b Point, undo func() error, err error) {
 	var undos []func() error
 	undo = func() error {
@@ -44,27 +48,63 @@ func AttachProbeAddrs(l Link) (a, b Point, undo func() error, err error) {
 		}
 		return errors.Join(errs...)
 	}
-	for i, x := range []struct {
-		e   End
-		pfx netip.Prefix
-	}{{l.A, ProbeAddrA}, {l.B, ProbeAddrB}} {
-		u, err := addTempAddr(x.e, x.pfx)
+	fail := func(err error) (Point, Point, func() error, error) {
+		return Point{}, Point{}, nil, errors.Join(fmt.Errorf("link %q: %w", l.ID, err), undo())
+	}
+	ends := []End{l.A, l.B}
+	pfxs := []netip.Prefix{ProbeAddrA, ProbeAddrB}
+	var devs [2]probeDev
+	for i := range ends {
+		d, u, err := addTempAddr(ends[i], pfxs[i])
 		if err != nil {
-			return Point{}, Point{}, nil, errors.Join(fmt.Errorf("link %q: %w", l.ID, err), undo())
+			return fail(err)
+		}
+		devs[i] = d
+		undos = append(undos, u)
+	}
+	for i := range ends {
+		peer := 1 - i
+		u, err := addTempNeigh(ends[i], devs[i], pfxs[peer].Addr(), devs[peer].mac)
+		if err != nil {
+			return fail(err)
 		}
 		undos = append(undos, u)
-		p := Point{NS: x.e.NS, Addr: x.pfx.Addr()}
-		if i == 0 {
-			a = p
-		} else {
-			b = p
-		}
 	}
-	return a, b, undo, nil
+	return Point{NS: l.A.NS, Addr: ProbeAddrA.Addr()}, Point{NS: l.B.NS, Addr: ProbeAddrB.Addr()}, undo, nil
 }
 
-func addTempAddr(e End, pfx netip.Prefix) (func() error, error) {
-	var dev string
+// probeDev is the device that carries an end's probe address.
+type probeDev struct {
+	name string
+	mac  net.HardwareAddr
+}
+
+func addTempNeigh(e End, dev probeDev, ip netip.Addr, mac net.HardwareAddr) (func() error, error) {
+	var n *netlink.Neigh
+	err := WithHandle(e.NS, func(h *netlink.Handle) error {
+		lk, err := h.LinkByName(dev.name)
+		if err != nil {
+			return err
+		}
+		n = &netlink.Neigh{LinkIndex: lk.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+			IP: ip.AsSlice(), HardwareAddr: mac}
+		return h.NeighSet(n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %q: add neighbour %s on %q: %w", e.Node, ip, dev.name, err)
+	}
+	return func() error {
+		return WithHandle(e.NS, func(h *netlink.Handle) error {
+			if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("node %q: remove neighbour %s from %q: %w", e.Node, ip, dev.name, err)
+			}
+			return nil
+		})
+	}, nil
+}
+
+func addTempAddr(e End, pfx netip.Prefix) (probeDev, func() error, error) {
+	var dev probeDev
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), 32)}}
 	err := WithHandle(e.NS, func(h *netlink.Handle) error {
 		lk, err := h.LinkByName(e.Iface)
@@ -76,20 +116,20 @@ func addTempAddr(e End, pfx netip.Prefix) (func() error, error) {
 				return err
 			}
 		}
-		dev = lk.Attrs().Name
+		dev = probeDev{name: lk.Attrs().Name, mac: lk.Attrs().HardwareAddr}
 		return h.AddrAdd(lk, addr)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("node %q: add probe address %s on %q: %w", e.Node, pfx, e.Iface, err)
+		return dev, nil, fmt.Errorf("node %q: add probe address %s on %q: %w", e.Node, pfx, e.Iface, err)
 	}
-	return func() error {
+	return dev, func() error {
 		return WithHandle(e.NS, func(h *netlink.Handle) error {
-			lk, err := h.LinkByName(dev)
+			lk, err := h.LinkByName(dev.name)
 			if err != nil {
 				return nil // gone with its namespace
 			}
 			if err := h.AddrDel(lk, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-				return fmt.Errorf("node %q: remove probe address %s from %q: %w", e.Node, pfx, dev, err)
+				return fmt.Errorf("node %q: remove probe address %s from %q: %w", e.Node, pfx, dev.name, err)
 			}
 			return nil
 		})

@@ -10,6 +10,8 @@ import (
 	"github.com/labctl/labctl/internal/nsdo"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // cleanLink makes two throwaway namespaces joined by a clean veth link,
@@ -37,7 +39,24 @@ func TestMeasureCleanLink(t *testing.T) {
 	defer cancel()
 	a, b, undo, err := AttachProbeAddrs(l)
 	require.NoError(t, err)
-	defer func() { assert.NoError(t, undo()) }()
+	defer func() {
+		assert.NoError(t, undo())
+		for _, e := range []End{l.A, l.B} { // nothing of the probe is left
+			require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+				lk, err := h.LinkByName(e.Iface)
+				require.NoError(t, err)
+				addrs, err := h.AddrList(lk, unix.AF_INET)
+				require.NoError(t, err)
+				assert.Empty(t, addrs)
+				neighs, err := h.NeighList(lk.Attrs().Index, unix.AF_INET)
+				require.NoError(t, err)
+				for _, n := range neighs {
+					assert.NotEqual(t, netlink.NUD_PERMANENT, n.State, "%v", n)
+				}
+				return nil
+			}))
+		}
+	}()
 
 	o := PlanProbes(l, 300, 2*time.Second)
 	r, err := Probe(ctx, a, b, o)
