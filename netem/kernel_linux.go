@@ -27,6 +27,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labctl/labctl/internal/nsdo"
@@ -61,9 +63,10 @@ func KernelAvailable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	reapProbes()
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	name := fmt.Sprintf("labctl-probe-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:]))
+	name := fmt.Sprintf("%s%d-%s", probePrefix, os.Getpid(), hex.EncodeToString(rnd[:]))
 	if err := nsdo.NewNamed(name); err != nil {
 		return fmt.Errorf("sch_netem probe: %w", err)
 	}
@@ -81,6 +84,35 @@ func KernelAvailable(ctx context.Context) error {
 		return fmt.Errorf("sch_netem probe: add a netem qdisc: %w", err)
 	}
 	return nil
+}
+
+// probePrefix names KernelAvailable's throwaway namespaces; the PID of the
+// process that made one follows it.
+const probePrefix = "labctl-probe-"
+
+// reapProbes removes the probe namespaces of labctl processes that died
+// between making and removing one (killed mid-probe). A namespace whose
+// PID is alive (or reused) is left alone.
+func reapProbes() {
+	ents, err := os.ReadDir(nsdo.RunDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), probePrefix)
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + pid); errors.Is(err, os.ErrNotExist) {
+			if err := nsdo.DeleteNamed(e.Name()); err != nil {
+				slog.Warn("sch_netem probe: remove a dead probe's namespace", "netns", e.Name(), "err", err)
+			}
+		}
+	}
 }
 
 // Create makes the veth pair and impairs it. On error it leaves nothing.
