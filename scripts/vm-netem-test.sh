@@ -77,6 +77,9 @@ if [ ! -f "$BASE" ]; then
   install -m755 "$REPO/scripts/vm/init.sh" "$R/init"
   (cd "$R" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$BASE.tmp" && mv "$BASE.tmp" "$BASE"
   rm -rf "$R"; trap - EXIT
+  # Keep one base archive and one kernel: older ones are for other versions.
+  find "$CACHE" -maxdepth 1 -name 'base-*.cpio.gz' ! -name "${BASE##*/}" -delete
+  find "$CACHE" -maxdepth 1 -name 'k-*' ! -name "${K##*/}" -exec rm -rf {} +
 fi
 lap "base initramfs ready ($(du -h "$BASE" | cut -f1))"
 
