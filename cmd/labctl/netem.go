@@ -151,19 +151,6 @@ func liveLink(lab, id string) (*nodes.State, *netem.Link, netem.Backend, error) 
 	return st, l, b, nil
 }
 
-// applySpec sets one direction live and records it in the state.
-func applySpec(ctx context.Context, st *nodes.State, l *netem.Link, b netem.Backend, d netem.Dir, s netem.Spec) error {
-	if err := b.Set(ctx, *l, d, s); err != nil {
-		return err
-	}
-	if d == netem.AtoB {
-		l.AtoB = s
-	} else {
-		l.BtoA = s
-	}
-	return st.Save()
-}
-
 func dirLabel(l netem.Link, d netem.Dir) string {
 	if d == netem.BtoA {
 		return l.B.Node + " -> " + l.A.Node
@@ -205,10 +192,10 @@ lists them, e.g. "h1-s1".
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
+			if err := nodes.SetImpairment(ctx, st, l, from, s); err != nil {
+				return err
+			}
 			for _, d := range dirs {
-				if err := applySpec(ctx, st, l, b, d, s); err != nil {
-					return err
-				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s): %s [%s backend]\n", l.ID, d, dirLabel(*l, d), s, b.Name())
 			}
 			return nil
@@ -243,14 +230,12 @@ func newNetemResetCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			for _, id := range ids {
-				st, l, b, err := liveLink(args[0], id)
+				st, l, _, err := liveLink(args[0], id)
 				if err != nil {
 					return err
 				}
-				for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
-					if err := applySpec(ctx, st, l, b, d, netem.Spec{}); err != nil {
-						return err
-					}
+				if err := nodes.SetImpairment(ctx, st, l, "", netem.Spec{}); err != nil {
+					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: clean both ways\n", id)
 			}
