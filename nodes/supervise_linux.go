@@ -609,15 +609,22 @@ func (p *proc) snapshot() ProgramStatus {
 	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail}
 }
 
-// finish waits for the tasks (programs that are not services) to end, or
-// for every program to be ready or failed when there are only services,
-// bounded by the plan's deadline; then it evaluates the checks.
+// finish waits for the tasks (programs that are not services) and for any
+// service an exit check names to end, and for the other services to be
+// ready (or failed), bounded by the plan's deadline; then it evaluates the
+// checks.
 func (s *Supervisor) finish(ctx context.Context) {
 	deadline := time.NewTimer(s.plan.Deadline)
 	defer deadline.Stop()
+	exitChecked := map[string]bool{}
+	for _, c := range s.plan.Checks {
+		if c.Exit != "" {
+			exitChecked[c.Exit] = true
+		}
+	}
 	for _, p := range s.procs {
 		var wait <-chan struct{} = p.done
-		if p.p.Service {
+		if p.p.Service && !exitChecked[p.key] {
 			wait = p.readyOrFailed()
 		}
 		select {

@@ -358,3 +358,21 @@ checks:
 	show := labctl(t, "netem", "show", lab)
 	assert.Contains(t, show.stdout, "b-s1")
 }
+
+func TestExitCheckWaitsForTheServiceItNames(t *testing.T) {
+	// A service that ends by itself a little later: its exit check must see
+	// it ended, not "still running".
+	f := writeLab(t, "svc.yaml", twoHosts+`
+hosts:
+  a:
+    programs:
+      - {name: brief, command: ["sh", "-c", "sleep 0.5; exit 4"], service: true}
+      - {name: forever, command: ["sleep", "300"], service: true}
+  b: {}
+checks:
+  - exit: a/brief
+    status: 4
+`)
+	_, r := up(t, "svc", "-f", f)
+	assert.Contains(t, r.stdout, "1 passed, 0 failed", "%s", r)
+}

@@ -43,6 +43,7 @@ type specFlags struct {
 	corrupt, corruptCorr, reorder, reCorr string
 	rate                                  string
 	gap, limit                            uint32
+	fixChecksum                           bool
 }
 
 func (f *specFlags) register(fs *pflag.FlagSet) {
@@ -56,6 +57,7 @@ func (f *specFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dupCorr, "duplicate-corr", "", "duplicate correlation")
 	fs.StringVar(&f.corrupt, "corrupt", "", "packets with one bit flipped, e.g. 0.1% (the receiving kernel drops them unless UDP is sent with no checksum)")
 	fs.StringVar(&f.corruptCorr, "corrupt-corr", "", "corruption correlation")
+	fs.BoolVar(&f.fixChecksum, "corrupt-fix-checksum", false, "userspace backend: fix the checksum after the flip, so the corruption reaches the application")
 	fs.StringVar(&f.reorder, "reorder", "", "packets sent at once, overtaking the delayed ones, e.g. 25%; needs --delay")
 	fs.StringVar(&f.reCorr, "reorder-corr", "", "reorder correlation")
 	fs.Uint32Var(&f.gap, "gap", 0, "reorder after every N-1 delayed packets; needs --reorder")
@@ -99,7 +101,7 @@ func (f *specFlags) spec() (netem.Spec, error) {
 	pct("corrupt-corr", f.corruptCorr, &s.CorruptCorrelation)
 	pct("reorder", f.reorder, &s.Reorder)
 	pct("reorder-corr", f.reCorr, &s.ReorderCorrelation)
-	s.Gap, s.Limit = f.gap, f.limit
+	s.Gap, s.Limit, s.CorruptFixChecksum = f.gap, f.limit, f.fixChecksum
 	if f.rate != "" {
 		r, err := topo.ParseRate(f.rate)
 		if err != nil {
