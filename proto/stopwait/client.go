@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -259,8 +260,8 @@ func ctxErr(ctx context.Context, err error) error {
 // link carries lines over a stream (one per `\n`) or datagrams (one each).
 type link struct {
 	conn net.Conn
-	lr   *lineReader // streams only
-	buf  []byte      // datagrams only
+	lr   *wire.LineReader // streams only
+	buf  []byte           // datagrams only
 }
 
 func newLink(conn net.Conn, datagram bool) *link {
@@ -281,7 +282,7 @@ func (l *link) recv(deadline time.Time) (string, error) {
 		return "", err
 	}
 	if l.lr != nil {
-		return l.lr.readLine()
+		return l.lr.ReadLine()
 	}
 	n, err := l.conn.Read(l.buf)
 	if err != nil {

@@ -121,7 +121,7 @@ func (srv *server) serveConn(ctx context.Context, conn net.Conn) {
 			srv.fail(conn, log, "ERROR server shutting down")
 			return
 		}
-		line, err := lr.readLine()
+		line, err := lr.ReadLine()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:

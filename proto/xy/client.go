@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"net"
 	"strings"
@@ -64,7 +65,7 @@ func (c *Client) Run(ctx context.Context, conn net.Conn) error {
 }
 
 // readLine reads one server line; an ERROR line becomes an error.
-func (c *Client) readLine(ctx context.Context, conn net.Conn, lr *lineReader) (string, error) {
+func (c *Client) readLine(ctx context.Context, conn net.Conn, lr *wire.LineReader) (string, error) {
 	var deadline time.Time
 	if c.Timeout > 0 {
 		deadline = time.Now().Add(c.Timeout)
@@ -72,7 +73,7 @@ func (c *Client) readLine(ctx context.Context, conn net.Conn, lr *lineReader) (s
 	if err := conn.SetReadDeadline(deadline); err != nil {
 		return "", err
 	}
-	line, err := lr.readLine()
+	line, err := lr.ReadLine()
 	if err != nil {
 		return "", ctxErr(ctx, err)
 	}

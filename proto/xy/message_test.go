@@ -38,11 +38,11 @@ func TestParseMessage(t *testing.T) {
 func TestLineReader(t *testing.T) {
 	lr := newLineReader(bytes.NewReader([]byte("a\r\nb\n"+string(bytes.Repeat([]byte("c"), 20))+"\nd\n")), 10)
 	for _, want := range []string{"a", "b"} {
-		got, err := lr.readLine()
+		got, err := lr.ReadLine()
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
 	}
-	_, err := lr.readLine()
+	_, err := lr.ReadLine()
 	assert.ErrorIs(t, err, ErrLineTooLong)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"net"
 	"sync"
@@ -13,7 +14,7 @@ import (
 // peer is one accepted client.
 type peer struct {
 	conn    net.Conn
-	lr      *lineReader
+	lr      *wire.LineReader
 	remote  string
 	letter  byte
 	release func() // frees the connection slot
@@ -155,7 +156,7 @@ func (srv *server) readMessage(ctx context.Context, p *peer) result {
 	if ctx.Err() != nil { // checked after setting the deadline: see runPair's AfterFunc
 		return result{p: p, err: ctx.Err()}
 	}
-	line, err := p.lr.readLine()
+	line, err := p.lr.ReadLine()
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()

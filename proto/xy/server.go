@@ -172,7 +172,7 @@ func (srv *server) wait(ctx context.Context, p *peer) {
 		defer close(p.watched)
 		err := deadlineErr
 		if err == nil {
-			_, err = p.lr.r.Peek(1)
+			err = p.lr.Peek()
 		}
 		if err == nil { // it spoke early: keep it until claimed or too late
 			t := time.NewTimer(time.Until(deadline))
