@@ -32,10 +32,25 @@ func Destroy(ctx context.Context, lab string, log *slog.Logger) error {
 	}
 	defer unlock()
 	st, err := Load(lab)
+	if errors.Is(err, ErrNoLab) && removeStateless(lab) {
+		// An up killed while writing its first state: nothing else exists yet.
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	return destroyLocked(ctx, st, log.With("lab", lab))
+}
+
+// removeStateless removes the folder of a lab that has no state file (an up
+// killed before its first state file was in place: it made nothing else),
+// and says whether there was one.
+func removeStateless(lab string) bool {
+	if _, err := os.Stat(Dir(lab)); err != nil {
+		return false
+	}
+	_ = os.RemoveAll(BinDir(lab))
+	return os.RemoveAll(Dir(lab)) == nil
 }
 
 func destroyLocked(ctx context.Context, st *State, log *slog.Logger) error {
@@ -210,6 +225,13 @@ func Clean(ctx context.Context, log *slog.Logger) ([]string, error) {
 		}
 		done = append(done, "lab "+lab)
 	}
+	if dirs, _ := os.ReadDir(StateRoot); len(dirs) > 0 {
+		for _, d := range dirs {
+			if _, err := Load(d.Name()); d.IsDir() && errors.Is(err, ErrNoLab) && removeStateless(d.Name()) {
+				done = append(done, "stateless folder of lab "+d.Name())
+			}
+		}
+	}
 	ents, _ := os.ReadDir(nsdo.RunDir)
 	for _, e := range ents {
 		ns := e.Name()
@@ -260,13 +282,6 @@ func Clean(ctx context.Context, log *slog.Logger) ([]string, error) {
 				if err := os.RemoveAll(filepath.Join(BinRoot, b.Name())); err == nil {
 					done = append(done, "labctl copy of lab "+b.Name())
 				}
-			}
-		}
-	}
-	if locks, _ := filepath.Glob(filepath.Join(StateRoot, ".*.lock")); len(locks) > 0 {
-		if rest, _ := List(); len(rest) == 0 {
-			for _, l := range locks {
-				_ = os.Remove(l)
 			}
 		}
 	}

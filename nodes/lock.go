@@ -2,36 +2,30 @@ package nodes
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"net"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// lockLab serialises up/down/clean of one lab across processes. It waits,
-// bounded by ctx, for another labctl working on the same lab.
+// lockLab serialises up/down/clean of one lab across processes. The lock
+// is an abstract unix socket (@labctl/lock/LAB): only one process can bind
+// it, the kernel frees it when that process ends however it ends, and it
+// leaves no file behind. It waits, bounded by ctx, for another labctl
+// working on the same lab.
 func lockLab(ctx context.Context, lab string) (unlock func(), err error) {
-	if err := os.MkdirAll(StateRoot, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(StateRoot, "."+lab+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lab %q: lock: %w", lab, err)
-	}
+	addr := &net.UnixAddr{Name: "@labctl/lock/" + lab, Net: "unix"}
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		l, err := net.ListenUnix("unix", addr)
 		if err == nil {
-			return func() { f.Close() }, nil
+			return func() { l.Close() }, nil
 		}
-		if err != unix.EWOULDBLOCK {
-			f.Close()
+		if !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("lab %q: lock: %w", lab, err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, fmt.Errorf("lab %q: another labctl is working on it: %w", lab, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
