@@ -37,12 +37,13 @@ import (
 func appLab(t *testing.T, prefix string) string {
 	t.Helper()
 	lab, _ := up(t, prefix, "--topo", "single,3", "--test", "none")
+	require.Equal(t, "10.0.0.1", inspect(t, lab).addr("h1"), "the servers' address (startServer)")
 	return lab
 }
 
 // server is an app started by the test inside a lab host.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	addr string // host:port as the lab's other hosts reach it
 	done chan struct{}
@@ -54,7 +55,7 @@ type server struct {
 
 // startServer runs `labctl app ARGS...` in host h1 and waits until it
 // prints its "listening on" line. It is stopped at the end of the test.
-func startServer(t *testing.T, lab string, port int, args ...string) *server {
+func startServer(t testing.TB, lab string, port int, args ...string) *server {
 	t.Helper()
 	full := append([]string{"exec", "--lab", lab, "h1", "--", bin, "app"}, args...)
 	full = append(full, "--port", fmt.Sprint(port))
@@ -129,7 +130,7 @@ func (s *server) stop(sig syscall.Signal) {
 
 // dialIn opens a TCP connection from inside a lab host; the socket stays
 // in that host's namespace. It is closed at the end of the test.
-func dialIn(t *testing.T, lab, host, addr string) net.Conn {
+func dialIn(t testing.TB, lab, host, addr string) net.Conn {
 	t.Helper()
 	c, err := tryDialIn(lab, host, addr)
 	require.NoError(t, err)
@@ -149,12 +150,12 @@ func tryDialIn(lab, host, addr string) (net.Conn, error) {
 
 // lineConn is a raw protocol connection for tests that misbehave on purpose.
 type lineConn struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
 
-func rawIn(t *testing.T, lab, host, addr string) *lineConn {
+func rawIn(t testing.TB, lab, host, addr string) *lineConn {
 	t.Helper()
 	c := dialIn(t, lab, host, addr)
 	return &lineConn{t: t, c: c, br: bufio.NewReader(c)}
