@@ -77,7 +77,12 @@ func startServer(t testing.TB, lab string, port int, args ...string) *server {
 		}
 		_ = s.cmd.Wait()
 	}()
-	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
+	t.Cleanup(func() {
+		s.stop(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("%s printed:\n%s", args[0], s.output())
+		}
+	})
 	s.waitLine(`^listening on `, 10*time.Second)
 	return s
 }
