@@ -165,7 +165,7 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 		}
 		h := PlanHost{Name: n.Name, NS: NSName(st.Lab, n.Name), Home: HomeDir(st.Lab, n.Name), Files: n.Files}
 		for _, p := range n.Programs {
-			rp, err := resolveProgram(lab, p, exe, h.Home, labDir, cwd)
+			rp, err := resolveProgram(lab, p, h.Home, labDir, cwd)
 			if err != nil {
 				return nil, fmt.Errorf("host %q: program %q: %w", n.Name, p.Name, err)
 			}
@@ -188,7 +188,7 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	return plan, nil
 }
 
-func resolveProgram(lab *topo.Lab, p topo.Program, exe, home, labDir, cwd string) (topo.Program, error) {
+func resolveProgram(lab *topo.Lab, p topo.Program, home, labDir, cwd string) (topo.Program, error) {
 	args := make([]string, len(p.Command))
 	for i, a := range p.Command {
 		v, err := lab.Expand(a)
@@ -197,9 +197,8 @@ func resolveProgram(lab *topo.Lab, p topo.Program, exe, home, labDir, cwd string
 		}
 		args[i] = v
 	}
-	if args[0] == "labctl" {
-		args[0] = exe
-	}
+	// "labctl" stays as written: the lab's copy leads the programs' PATH,
+	// and the logs show the command the lab file gave.
 	p.Command = args
 	env := map[string]string{}
 	for k, v := range p.Env {

@@ -103,7 +103,7 @@ func (c *Command) UnmarshalYAML(n *yaml.Node) error {
 func (c Command) String() string {
 	q := make([]string, len(c))
 	for i, a := range c {
-		if a == "" || strings.ContainsAny(a, " \t'\"\\$") {
+		if a == "" || strings.ContainsAny(a, " \t'\"\\$|&;<>()*?`~#") {
 			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 		q[i] = a

@@ -52,6 +52,22 @@ func newPrinter(w io.Writer) *printer {
 	return &printer{w: w, color: ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "", width: 16}
 }
 
+// fitPlan sizes the name column for the lab's longest host/program, so
+// the output lines up from the first line on.
+func (p *printer) fitPlan(lab string) {
+	plan, err := nodes.LoadPlan(lab)
+	if err != nil {
+		return
+	}
+	for _, h := range plan.Hosts {
+		for _, prog := range h.Programs {
+			if n := len(h.Name) + 1 + len(prog.Name); n > p.width {
+				p.width = n
+			}
+		}
+	}
+}
+
 var palette = []string{"36", "33", "32", "35", "34", "91", "92", "93", "94", "95", "96"}
 
 func (p *printer) print(l outputLine) {
@@ -77,6 +93,7 @@ func (p *printer) print(l outputLine) {
 // reports the checks (then it returns the result) or stops.
 func follow(ctx context.Context, out io.Writer, lab string, sup *nodes.Daemon) (*nodes.Result, error) {
 	pr := newPrinter(out)
+	pr.fitPlan(lab)
 	var f *os.File
 	var rd *bufio.Reader
 	var partial string

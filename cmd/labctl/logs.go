@@ -74,6 +74,7 @@ func showLogs(ctx context.Context, out io.Writer, lab, filter string, follow, al
 	}
 	defer f.Close()
 	pr := newPrinter(out)
+	pr.fitPlan(lab)
 	match := func(l outputLine) bool {
 		if l.stream == "sys" && !all && l.key != "labctl" {
 			return false
