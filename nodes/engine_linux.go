@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/netem"
+	"github.com/vishvananda/netlink"
 )
 
 // startEngine starts the lab's userspace link engine as a daemon and waits
@@ -25,5 +26,44 @@ func startEngine(ctx context.Context, st *State, log *slog.Logger) error {
 		return fmt.Errorf("lab %q: the link engine is not serving: %w", st.Lab, err)
 	}
 	log.Debug("link engine up", "pid", d.PID)
+	return waitTAPsUp(ctx, st)
+}
+
+// waitTAPsUp waits until both ends of every TAP link are operationally up.
+// The kernel hands a TAP's carrier to the bridge through linkwatch, which
+// may lag by up to a second: until then a bridge port drops what it gets,
+// and a client that starts at once loses its ARP requests.
+func waitTAPsUp(ctx context.Context, st *State) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, l := range st.Links {
+		if l.Via != netem.ViaTAP {
+			continue
+		}
+		for _, e := range []netem.End{l.A, l.B} {
+			if err := waitOperUp(ctx, e); err != nil {
+				return fmt.Errorf("lab %q: link %q: %s:%s did not come up: %w", st.Lab, l.ID, e.Node, e.Iface, err)
+			}
+		}
+	}
 	return nil
+}
+
+func waitOperUp(ctx context.Context, e netem.End) error {
+	return netem.WithHandle(e.NS, func(h *netlink.Handle) error {
+		for {
+			lk, err := h.LinkByName(e.Iface)
+			if err != nil {
+				return err
+			}
+			if lk.Attrs().OperState == netlink.OperUp {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("operational state %s: %w", lk.Attrs().OperState, ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
 }
