@@ -1,10 +1,10 @@
 package chat
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"strings"
 	"time"
@@ -21,7 +21,7 @@ import (
 //
 // When the input ends, Run sends /quit and waits for the server to close.
 func (c *Client) Run(ctx context.Context, nick string, lines []string, in io.Reader) error {
-	next := lineSource(ctx, c.ended, lines, in)
+	next := wire.LineSource(ctx, c.ended, lines, in)
 	if err := c.runJoin(ctx, nick, next); err != nil {
 		c.Close()
 		return err
@@ -146,43 +146,5 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// lineSource yields lines, or else the lines of in, read on their own
-// goroutine so that cancelling ctx is never stuck behind a blocked read.
-func lineSource(ctx context.Context, stop <-chan struct{}, lines []string, in io.Reader) func() (string, bool) {
-	if len(lines) > 0 || in == nil {
-		i := 0
-		return func() (string, bool) {
-			if i >= len(lines) || ctx.Err() != nil {
-				return "", false
-			}
-			i++
-			return lines[i-1], true
-		}
-	}
-	ch := make(chan string)
-	go func() {
-		defer close(ch)
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			select {
-			case ch <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() (string, bool) {
-		select {
-		case l, ok := <-ch:
-			return l, ok
-		case <-ctx.Done():
-			return "", false
-		case <-stop:
-			return "", false
-		}
 	}
 }

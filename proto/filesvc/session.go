@@ -1,10 +1,10 @@
 package filesvc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"strings"
 )
@@ -79,7 +79,7 @@ func printReply(out io.Writer, err error, lines ...string) error {
 // line did. The first transport error stops it.
 func (c *Client) Run(ctx context.Context, cmds []string, in io.Reader, out io.Writer) error {
 	fmt.Fprintln(out, c.Name)
-	next := lineSource(ctx, cmds, in)
+	next := wire.LineSource(ctx, nil, cmds, in)
 	for {
 		line, ok := next()
 		if !ok {
@@ -102,40 +102,4 @@ func (c *Client) Run(ctx context.Context, cmds []string, in io.Reader, out io.Wr
 	}
 	_, err := c.Do(ctx, "exit", out)
 	return err
-}
-
-// lineSource yields cmds, or else the lines of in; reading in happens on its
-// own goroutine so that cancelling ctx is not stuck behind a blocked read.
-func lineSource(ctx context.Context, cmds []string, in io.Reader) func() (string, bool) {
-	if len(cmds) > 0 || in == nil {
-		i := 0
-		return func() (string, bool) {
-			if i >= len(cmds) || ctx.Err() != nil {
-				return "", false
-			}
-			i++
-			return cmds[i-1], true
-		}
-	}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() (string, bool) {
-		select {
-		case l, ok := <-lines:
-			return l, ok
-		case <-ctx.Done():
-			return "", false
-		}
-	}
 }

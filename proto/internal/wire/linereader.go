@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -79,4 +80,43 @@ func (lr *LineReader) Peek() error {
 	}
 	_, err := lr.r.Peek(1)
 	return err
+}
+
+// LineSource yields the given lines, or else the lines of in (a client's
+// stdin), read on their own goroutine so that cancelling ctx, or closing
+// stop (nil: never), is never stuck behind a blocked read.
+func LineSource(ctx context.Context, stop <-chan struct{}, lines []string, in io.Reader) func() (string, bool) {
+	if len(lines) > 0 || in == nil {
+		i := 0
+		return func() (string, bool) {
+			if i >= len(lines) || ctx.Err() != nil {
+				return "", false
+			}
+			i++
+			return lines[i-1], true
+		}
+	}
+	ch := make(chan string)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case ch <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() (string, bool) {
+		select {
+		case l, ok := <-ch:
+			return l, ok
+		case <-ctx.Done():
+			return "", false
+		case <-stop:
+			return "", false
+		}
+	}
 }
