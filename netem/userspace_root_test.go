@@ -71,38 +71,8 @@ func newTapLab(t testing.TB) *tapLab {
 	a, b, undo, err := AttachProbeAddrs(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, undo()) })
-	staticNeighbours(t, l, a, b)
+	// AttachProbeAddrs also adds permanent neighbour entries both ways.
 	return &tapLab{l: l, a: a, b: b, be: be}
-}
-
-// staticNeighbours adds permanent ARP entries both ways.
-func staticNeighbours(t testing.TB, l Link, a, b Point) {
-	t.Helper()
-	mac := func(e End) net.HardwareAddr {
-		var hw net.HardwareAddr
-		require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
-			lk, err := h.LinkByName(e.Iface)
-			if err == nil {
-				hw = lk.Attrs().HardwareAddr
-			}
-			return err
-		}))
-		return hw
-	}
-	for _, x := range []struct {
-		e    End
-		peer Point
-		hw   net.HardwareAddr
-	}{{l.A, b, mac(l.B)}, {l.B, a, mac(l.A)}} {
-		require.NoError(t, WithHandle(x.e.NS, func(h *netlink.Handle) error {
-			lk, err := h.LinkByName(x.e.Iface)
-			if err != nil {
-				return err
-			}
-			return h.NeighAdd(&netlink.Neigh{LinkIndex: lk.Attrs().Index, State: netlink.NUD_PERMANENT,
-				IP: x.peer.Addr.AsSlice(), HardwareAddr: x.hw})
-		}))
-	}
 }
 
 // start runs an engine for the lab in this process until the test ends

@@ -41,9 +41,10 @@ hosts:
         command: labctl app xy-client --server ${a}:12000 --name Alice
         after: [a/srv]
       - name: y
-        command: labctl app xy-client --server ${a}:12000 --name Bob
+        command: labctl app xy-client --server ${a}:12000
         after: [a/srv]
         start_delay: 300ms
+        stdin: [{line: Bob, delay: 500ms}]
 checks:
   - output: a/srv
     contains: ["Server is started", "Sent acknowledgment to both X and Y"]
@@ -226,7 +227,7 @@ hosts:
 	lab := labName("orphan")
 	cmd := exec.Command(bin, "up", "--name", lab, "-f", f)
 	var out bytes.Buffer
-	cmd.Stdout = &out
+	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	require.NoError(t, cmd.Wait(), out.String())
 	st := inspect(t, lab)

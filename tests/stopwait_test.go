@@ -44,14 +44,23 @@ func swMessages(prefix string, n int) (msgs []string, args string) {
 
 // requireDeliveredOnce requires that the server printed exactly msgs, in
 // order, among its lines that start with prefix + "-".
+//
+// The server's output reaches its log through the supervisor, a moment
+// after the server wrote it, so this waits (bounded) until the log holds at
+// least as many such lines as expected, then compares exactly.
 func requireDeliveredOnce(t *testing.T, lab, host, prog, prefix string, msgs []string) {
 	t.Helper()
-	var got []string
-	for _, l := range progStdout(t, lab, host, prog) {
-		if strings.HasPrefix(l, prefix+"-") {
-			got = append(got, l)
+	delivered := func() []string {
+		var got []string
+		for _, l := range progStdout(t, lab, host, prog) {
+			if strings.HasPrefix(l, prefix+"-") {
+				got = append(got, l)
+			}
 		}
+		return got
 	}
+	var got []string
+	assert.Eventually(t, func() bool { got = delivered(); return len(got) >= len(msgs) }, 5*time.Second, 10*time.Millisecond)
 	require.Equal(t, msgs, got, "%s/%s must deliver each %s message exactly once, in order", host, prog, prefix)
 }
 
@@ -392,7 +401,16 @@ func TestStopwaitCorruptedDatagramEarnsNACK(t *testing.T) {
 			delivered[msg] = true
 		})
 	}
-	// Nothing corrupted was delivered, and nothing twice.
+	// Nothing corrupted was delivered, and nothing twice. (The server's
+	// lines reach its log a moment after it prints them.)
+	assert.Eventually(t, func() bool {
+		for _, l := range progStdout(t, lab, "server", "udp") {
+			if l == "bad-0" {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond)
 	seen := map[string]bool{}
 	for _, l := range progStdout(t, lab, "server", "udp") {
 		if l == "Server is started" {
