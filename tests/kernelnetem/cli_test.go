@@ -115,3 +115,19 @@ func TestCLI(t *testing.T) {
 		assert.True(t, r.Live.IsZero(), "%s %s live %v", r.Link, r.Dir, r.Live)
 	}
 }
+
+// TestCourseLabOnKernelNetem is the README's first command on a kernel with
+// sch_netem: the default lab, its programs and its checks, with its
+// impaired link realised by tc-netem.
+func TestCourseLabOnKernelNetem(t *testing.T) {
+	if _, err := os.Stat(labctlBin); err != nil {
+		t.Skip("no " + labctlBin + " in this guest")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, labctlBin, "run", "course").CombinedOutput()
+	t.Log(string(out))
+	require.NoError(t, err)
+	assert.Contains(t, string(out), "impairments: kernel (tc-netem)")
+	assert.Contains(t, string(out), "14 passed, 0 failed")
+}
