@@ -33,6 +33,11 @@
 //     echoing the seq the frame carried;
 //   - a line that does not begin with a seq: "ERROR bad sequence number: …";
 //   - TCHAU: BYE, and the session ends.
+//   - a frame whose message is exactly TCHAU, with the expected seq and a
+//     matching checksum (a client may frame the word like any message):
+//     ACK <seq>, not delivered, and the session ends as with the bare line.
+//     Over UDP, that frame retransmitted after the session ended is ACKed
+//     again.
 //
 // The server prints "Server is started" once listening, then each delivered
 // message, nothing else; diagnostics go to the logger.

@@ -30,6 +30,12 @@ func (s *session) handle(line string) verdict {
 		return verdict{reply: fmt.Sprintf("ERROR %v", err)}
 	case !f.Intact():
 		return verdict{reply: Reply{Kind: "NACK", Seq: f.Seq}.String()}
+	case f.Seq == s.expected && f.Message == Tchau:
+		// A client written from the contract may frame TCHAU like any
+		// message: ACK it so its stop-and-wait completes, but it is the end
+		// of the session, not data.
+		s.expected++
+		return verdict{reply: Reply{Kind: "ACK", Seq: f.Seq}.String(), end: true}
 	case f.Seq == s.expected:
 		s.expected++
 		return verdict{reply: Reply{Kind: "ACK", Seq: f.Seq}.String(), deliver: true, msg: f.Message}

@@ -85,6 +85,11 @@ func (u *udpServer) handle(datagram []byte, addr net.Addr) {
 			return
 		}
 		if _, ok := u.ended[key]; ok {
+			if f, err := ParseFrame(line); err == nil && f.Intact() && f.Message == Tchau {
+				// A framed TCHAU retransmitted because its ACK was lost.
+				u.reply(addr, Reply{Kind: "ACK", Seq: f.Seq}.String())
+				return
+			}
 			// A late duplicate of the ended session must not open a new
 			// one and be delivered twice.
 			u.reply(addr, "ERROR session ended")
