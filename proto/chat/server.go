@@ -148,26 +148,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Wait()
 	}()
 	s.cfg.Logger.Info("chat server listening", "addr", ln.Addr(), "files", s.store.Dir())
-	backoff := time.Duration(0)
 	for {
-		c, err := ln.Accept()
+		c, err := wire.Accept(ctx, ln, s.cfg.Logger)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if !errors.Is(err, net.ErrClosed) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.cfg.Logger.Warn("accept failed, retrying", "err", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-					continue
-				case <-ctx.Done():
-					return nil
-				}
-			}
 			return fmt.Errorf("chat: accept: %w", err)
 		}
-		backoff = 0
 		select {
 		case s.slots <- struct{}{}:
 		default: // cheap and bounded, on the accept loop

@@ -128,28 +128,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Wait()
 	}()
 	s.cfg.Logger.Info("file server listening", "addr", ln.Addr(), "repo", s.store.Dir())
-	backoff := time.Duration(0)
 	for {
-		c, err := ln.Accept()
+		c, err := wire.Accept(ctx, ln, s.cfg.Logger)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
-				// Out of file descriptors and the like: wait, as net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.cfg.Logger.Warn("accept failed, retrying", "err", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-					continue
-				case <-ctx.Done():
-					return nil
-				}
-			}
 			return fmt.Errorf("filesvc: accept: %w", err)
 		}
-		backoff = 0
 		select {
 		case s.slots <- struct{}{}:
 		default:

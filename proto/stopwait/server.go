@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -73,29 +74,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, srv.MaxSessions)
-	backoff := time.Duration(0)
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		conn, err := ln.Accept()
+		conn, err := wire.Accept(ctx, ln, srv.log)
 		if err != nil {
-			<-slots
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			srv.log.Warn("accept failed", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return nil
-			}
-			continue
+			return nil // ctx is done or ln closed: a clean stop
 		}
-		backoff = 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -107,30 +108,16 @@ func (s *Server) withDefaults(done context.CancelFunc) *server {
 // the kernel's backlog holds newcomers until a slot frees.
 func (srv *server) acceptLoop(ctx context.Context, ln net.Listener) error {
 	slots := make(chan struct{}, srv.MaxClients)
-	backoff := time.Duration(0)
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		conn, err := ln.Accept()
+		conn, err := wire.Accept(ctx, ln, srv.log)
 		if err != nil {
-			<-slots
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of file descriptors and the like: wait a little, bounded.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			srv.log.Warn("accept failed", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return nil
-			}
-			continue
+			return nil // ctx is done or ln closed: a clean stop
 		}
-		backoff = 0
 		p := newPeer(conn, func() { <-slots })
 		srv.log.Info("client connected", "remote", conn.RemoteAddr().String())
 		srv.arrive(ctx, p)
