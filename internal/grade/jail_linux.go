@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -184,9 +185,7 @@ wait:
 	var ee *exec.ExitError
 	if errors.As(werr, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			signal.Reset()
-			_ = syscall.Kill(os.Getpid(), ws.Signal())
-			time.Sleep(100 * time.Millisecond) // the signal ends us
+			dieBy(ws.Signal())
 			return 128 + int(ws.Signal()), nil
 		}
 		return ee.ExitCode(), nil
@@ -282,4 +281,18 @@ func enterJail(j Jail) error {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	return syscall.Exec(path, j.Argv, os.Environ())
+}
+
+// dieBy ends the wrapper by the signal that ended the program. The Go
+// runtime keeps its own handlers for SIGSEGV and the like even after
+// signal.Reset, so the default action is restored with rt_sigaction
+// itself; no core file is written.
+func dieBy(sig syscall.Signal) {
+	signal.Reset()
+	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	var dfl [4]uint64 // struct sigaction: handler SIG_DFL, no flags, no mask
+	_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+	runtime.LockOSThread()
+	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.Signal(sig))
+	time.Sleep(100 * time.Millisecond) // the signal ends us
 }

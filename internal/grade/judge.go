@@ -41,6 +41,15 @@ func touches(lab *topo.Lab, c topo.Check) []string {
 	return out
 }
 
+func touchesAny(lab *topo.Lab, c topo.Check, keys []string) bool {
+	for _, k := range touches(lab, c) {
+		if contains(keys, k) {
+			return true
+		}
+	}
+	return false
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -144,10 +153,24 @@ func (g *grading) outcome(row *Row, res *nodes.Result, runErr error) (string, st
 			return Crashed, with(fmt.Sprintf("%s exited with status %d%s", key, *p.Status, g.stderrTail(row, key)))
 		}
 	}
-	for _, c := range row.Checks {
-		if !c.Pass {
-			return Fail, with(fmt.Sprintf("%s: %s", c.Title, c.Detail))
+	// The reason: the first failed check about the submission's own
+	// programs, else the first failed check.
+	failed := -1
+	for i, c := range row.Checks {
+		if c.Pass {
+			continue
 		}
+		if failed < 0 {
+			failed = i
+		}
+		if touchesAny(g.lab0, g.lab0.Checks[i], row.Roles) {
+			failed = i
+			break
+		}
+	}
+	if failed >= 0 {
+		c := row.Checks[failed]
+		return Fail, with(fmt.Sprintf("%s: %s", c.Title, c.Detail))
 	}
 	return Pass, with("")
 }

@@ -119,12 +119,27 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 			return row.end(NotGradable, "labctl: "+err.Error()), true
 		}
 		stats[r.key] = filepath.Join(statsDir, strings.ReplaceAll(r.key, "/", "-")+".json")
+		cmd, err := lab.Expand(cmds[r.key]) // ${host}: its address
+		if err != nil {
+			return row.end(NotGradable, fmt.Sprintf("--program %s: %v", r.ref, err)), true
+		}
 		j := Jail{Procs: cg.procsFiles(), UID: uid, GID: uid, OutputLimit: g.o.OutputLimit,
-			StatsFile: stats[r.key], Argv: []string{"sh", "-c", cmds[r.key]}}
+			StatsFile: stats[r.key], Argv: commandArgv(cmd)}
 		p.Command = append([]string{"labctl"}, j.args()...)
 		p.Root = true // the wrapper joins the cgroup as root, then drops to uid
-		if lim := topo.Duration(g.o.TimeLimit); lim > 0 && (p.TimeLimit == 0 || lim < p.TimeLimit) {
+		if lim := topo.Duration(g.o.TimeLimit); lim > 0 {
 			p.TimeLimit = lim
+		}
+	}
+	// The limit bounds the whole lab: the reference programs waiting for
+	// a hung submission stop with it.
+	if lim := topo.Duration(g.o.TimeLimit); lim > 0 {
+		for i := range lab.Nodes {
+			for j := range lab.Nodes[i].Programs {
+				if p := &lab.Nodes[i].Programs[j]; !p.Service && (p.TimeLimit == 0 || p.TimeLimit > lim) {
+					p.TimeLimit = lim
+				}
+			}
 		}
 	}
 	lab.Name = row.Lab
@@ -262,7 +277,7 @@ func (g *grading) runBuild(ctx context.Context, cg *cgroup, uid int, work string
 	}
 	defer logf.Close()
 	j := Jail{Procs: cg.procsFiles(), UID: uid, GID: uid, OutputLimit: g.o.OutputLimit, NoNet: true,
-		Argv: []string{"sh", "-c", b.command}}
+		Argv: commandArgv(b.command)}
 	bctx, cancel := context.WithTimeout(ctx, g.o.BuildLimit)
 	defer cancel()
 	cmd := exec.CommandContext(bctx, g.self, j.args()...)
@@ -406,4 +421,16 @@ func appendBuild(list []build, b build) []build {
 		}
 	}
 	return append(list, b)
+}
+
+// commandArgv runs a simple command directly, so the program's own fate
+// (a signal, say) is what the supervisor sees, not a shell's account of
+// it; anything with shell syntax runs under sh -c.
+func commandArgv(cmd string) []string {
+	if !strings.ContainsAny(cmd, "|&;<>()$`\\\n*?[~#") {
+		if argv, err := topo.SplitCommand(cmd); err == nil && len(argv) > 0 && !strings.Contains(argv[0], "=") {
+			return argv
+		}
+	}
+	return []string{"sh", "-c", cmd}
 }

@@ -1,0 +1,460 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The generated class for the xy lab: each submission is one folder with a
+// client (x's program) and/or a server, in Python, C or Java.
+
+const pyClient = `import socket, sys
+s = socket.create_connection((sys.argv[1], 12000))
+f = s.makefile("rw")
+hello = f.readline().strip()
+print(hello)
+letter = hello.split()[1]
+name = input()
+msg = "Client %s: %s" % (letter, name)
+f.write(msg + "\n"); f.flush()
+print(msg)
+print(f.readline().strip())
+`
+
+const cClient = `#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	struct addrinfo hints = {0}, *ai;
+	hints.ai_socktype = SOCK_STREAM;
+	if (argc < 2 || getaddrinfo(argv[1], "12000", &hints, &ai) != 0) return 2;
+	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) { perror("connect"); return 1; }
+	FILE *in = fdopen(fd, "r");
+	char hello[256], name[128], reply[512];
+	if (!fgets(hello, sizeof hello, in)) return 1;
+	hello[strcspn(hello, "\n")] = 0;
+	printf("%s\n", hello); fflush(stdout);
+	char letter = hello[7];
+	if (!fgets(name, sizeof name, stdin)) return 1;
+	name[strcspn(name, "\n")] = 0;
+	char msg[256];
+	snprintf(msg, sizeof msg, "Client %c: %s\n", letter, name);
+	write(fd, msg, strlen(msg));
+	printf("%s", msg); fflush(stdout);
+	if (!fgets(reply, sizeof reply, in)) return 1;
+	printf("%s", reply);
+	return 0;
+}
+`
+
+const javaClient = `import java.io.*;
+import java.net.*;
+public class Client {
+	public static void main(String[] args) throws Exception {
+		Socket s = new Socket(args[0], 12000);
+		BufferedReader in = new BufferedReader(new InputStreamReader(s.getInputStream()));
+		PrintWriter out = new PrintWriter(s.getOutputStream(), true);
+		String hello = in.readLine();
+		System.out.println(hello);
+		String letter = hello.split(" ")[1];
+		String name = new BufferedReader(new InputStreamReader(System.in)).readLine();
+		String msg = "Client " + letter + ": " + name;
+		out.println(msg);
+		System.out.println(msg);
+		System.out.println(in.readLine());
+	}
+}
+`
+
+// pyServer is a correct X/Y server; HOST is where it binds.
+const pyServer = `import socket, threading, queue
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((HOST, 12000)); srv.listen(2)
+print("Server is started", flush=True)
+conns = [srv.accept()[0] for _ in range(2)]
+for c, l in zip(conns, "XY"):
+    c.sendall(("Client %s connected\n" % l).encode())
+q = queue.Queue()
+def read(c):
+    q.put(c.makefile().readline().strip())
+for c in conns:
+    threading.Thread(target=read, args=(c,)).start()
+first, second = q.get(), q.get()
+print(first, flush=True); print(second, flush=True)
+def short(m):
+    return m[len("Client "):]
+reply = "%s received before %s\n" % (short(first), short(second))
+for c in conns:
+    c.sendall(reply.encode())
+print("Sent acknowledgment to both X and Y", flush=True)
+`
+
+func pyClientWith(old, new string) string {
+	if !strings.Contains(pyClient, old) {
+		panic("no " + old)
+	}
+	return strings.Replace(pyClient, old, new, 1)
+}
+
+// gradeCase is one generated submission and the outcome it must get. needs
+// names the helper work the outcome depends on (not merged yet: the
+// outcome without it is what the report must say today).
+type gradeCase struct {
+	name    string
+	files   map[string]string
+	outcome string
+	reason  string // a substring of the report's reason
+	needs   string // "supervisor: ..." / "servers: ..."
+	without string // the outcome while that is missing ("a|b": either, as timing decides)
+}
+
+func gradeClass() []gradeCase {
+	return []gradeCase{
+		{name: "py-correct", files: map[string]string{"client.py": pyClient}, outcome: "pass"},
+		{name: "c-correct", files: map[string]string{"client.c": cClient}, outcome: "pass"},
+		{name: "java-correct", files: map[string]string{"Client.java": javaClient}, outcome: "pass"},
+		{name: "py-server-correct", files: map[string]string{"server.py": "HOST = '0.0.0.0'\n" + pyServer}, outcome: "pass"},
+		{name: "py-wrong-order", outcome: "fail", reason: "x (first to connect)", files: map[string]string{"client.py": pyClientWith(
+			"print(msg)\nprint(f.readline().strip())", "print(f.readline().strip())\nprint(msg)")}},
+		{name: "py-wrong-wording", outcome: "fail", reason: "ERROR", files: map[string]string{"client.py": pyClientWith(
+			`"Client %s: %s"`, `"Client %s - %s"`)}},
+		{name: "c-silent-crash", outcome: "crashed", reason: "exited with status 3, printing nothing", files: map[string]string{"client.c": "int main(void) { return 3; }\n"}},
+		{name: "c-segfault", outcome: "crashed", reason: "killed by signal SEGV", files: map[string]string{"client.c": "int main(void) { volatile int *p = 0; return *p; }\n"}},
+		{name: "py-syntax-error", outcome: "not-gradable", reason: "SyntaxError", files: map[string]string{"client.py": "def main(:\n    pass\n"}},
+		{name: "py-hang", outcome: "timeout", reason: "x/client ran past its time limit", files: map[string]string{"client.py": pyClientWith(
+			"name = input()", "import time\nwhile True: time.sleep(1)")}},
+		{name: "c-fork-bomb", outcome: "timeout", reason: "pids limit", files: map[string]string{"client.c": "#include <unistd.h>\nint main(void) { for (;;) fork(); }\n"}},
+		{name: "py-1gb-output", outcome: "pass", reason: "output capped", files: map[string]string{"client.py": pyClient +
+			"import sys\nchunk = b'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.buffer.write(chunk)\n"}},
+		{name: "py-out-of-memory", outcome: "out-of-memory", reason: "memory limit", files: map[string]string{"client.py": pyClientWith(
+			"name = input()", "hog = []\nwhile True: hog.append(b'x' * (16 << 20))")}},
+		{name: "py-gives-up", outcome: "fail", reason: "", files: map[string]string{"client.py": pyClientWith(
+			"name = input()", "raise SystemExit(0)")}},
+		{name: "py-localhost", outcome: "pass", needs: "supervisor: localhost: forwarding", without: "crashed", files: map[string]string{"client.py": pyClientWith(
+			"(sys.argv[1], 12000)", `("localhost", 12000)`)}},
+		{name: "py-server-loopback", outcome: "pass", needs: "supervisor: expose:", without: "timeout", files: map[string]string{"server.py": "HOST = '127.0.0.1'\n" + pyServer}},
+		{name: "py-prompt", outcome: "pass", needs: "supervisor: prompts captured as such", without: "fail", files: map[string]string{"client.py": pyClientWith(
+			"name = input()", `name = input("Enter your name: ")`)}},
+		{name: "py-no-newline", outcome: "pass", needs: "servers: lenient framing", without: "fail|timeout", files: map[string]string{"client.py": pyClientWith(
+			`f.write(msg + "\n"); f.flush()`, `s.send(msg.encode())`) + ""}},
+		{name: "empty", outcome: "not-gradable", reason: "empty", files: map[string]string{}},
+	}
+}
+
+// dependencyMerged says whether the work a case needs is in this tree: the
+// xy lab declares localhost forwarding and exposure once the supervisor's
+// work is in, and the protocol doc describes lenient framing once the
+// servers' is.
+func dependencyMerged(t *testing.T, needs string) bool {
+	lab, err := os.ReadFile("../topo/labs/xy.yaml")
+	require.NoError(t, err)
+	protocols, err := os.ReadFile("../docs/PROTOCOLS.md")
+	require.NoError(t, err)
+	switch {
+	case strings.HasPrefix(needs, "supervisor: localhost"):
+		return strings.Contains(string(lab), "localhost:")
+	case strings.HasPrefix(needs, "supervisor: expose"):
+		return strings.Contains(string(lab), "expose:")
+	case strings.HasPrefix(needs, "supervisor: prompts"):
+		return strings.Contains(string(lab), "after:") && strings.Contains(string(lab), "localhost:")
+	case strings.HasPrefix(needs, "servers:"):
+		return strings.Contains(strings.ToLower(string(protocols)), "lenient")
+	}
+	return false
+}
+
+func writeClass(t *testing.T, cases []gradeCase) string {
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	for _, c := range cases {
+		d := filepath.Join(dir, c.name)
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		for f, body := range c.files {
+			require.NoError(t, os.WriteFile(filepath.Join(d, f), []byte(body), 0o644))
+		}
+	}
+	return dir
+}
+
+// gradeReport is the part of report.json the tests read.
+type gradeReport struct {
+	Grading     string         `json:"grading"`
+	Cgroup      string         `json:"cgroup"`
+	Interrupted bool           `json:"interrupted"`
+	Submissions int            `json:"submissions"`
+	Shards      []string       `json:"shards"`
+	Counts      map[string]int `json:"counts"`
+	Rows        []struct {
+		Submission string  `json:"submission"`
+		Outcome    string  `json:"outcome"`
+		Reason     string  `json:"reason"`
+		Points     float64 `json:"points"`
+		MaxPoints  float64 `json:"max_points"`
+		Checks     []struct {
+			Title  string `json:"title"`
+			Pass   bool   `json:"pass"`
+			Detail string `json:"detail"`
+		} `json:"checks"`
+		Logs []string `json:"logs"`
+	} `json:"rows"`
+}
+
+func readReport(t *testing.T, dir string) gradeReport {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	require.NoError(t, err)
+	var r gradeReport
+	require.NoError(t, json.Unmarshal(b, &r))
+	return r
+}
+
+// requireNoGradingLeft checks that no lab and no cgroup of the grading is
+// left on the machine.
+func requireNoGradingLeft(t *testing.T, name string) {
+	t.Helper()
+	ents, _ := os.ReadDir("/run/labctl")
+	for _, e := range ents {
+		require.False(t, strings.HasPrefix(e.Name(), name+"-"), "lab %s of grading %s left behind", e.Name(), name)
+	}
+	ns, _ := os.ReadDir("/run/netns")
+	for _, e := range ns {
+		require.False(t, strings.HasPrefix(e.Name(), "lab-"+name+"-"), "netns %s left behind", e.Name())
+	}
+	own, _ := os.ReadFile("/proc/self/cgroup")
+	dirs := []string{"/sys/fs/cgroup/labctl-grade/" + name, "/sys/fs/cgroup/unified/labctl-grade/" + name}
+	for _, l := range strings.Split(string(own), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) == 3 && (f[1] == "cpu" || f[1] == "memory" || f[1] == "pids") {
+			dirs = append(dirs, filepath.Join("/sys/fs/cgroup", f[1], f[2], "labctl-grade-"+name))
+		}
+	}
+	for _, d := range dirs {
+		_, err := os.Stat(d)
+		require.True(t, os.IsNotExist(err), "cgroup %s left behind", d)
+	}
+}
+
+func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
+	for _, tool := range []string{"gcc", "javac", "python3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (scripts/test.sh installs it)", tool)
+		}
+	}
+	cases := gradeClass()
+	dir := writeClass(t, cases)
+	// An unreadable submission: a link to nowhere.
+	require.NoError(t, os.Symlink("/nonexistent/labctl-grade", filepath.Join(dir, "unreadable")))
+	name := labName("gt")
+	out := filepath.Join(t.TempDir(), "report")
+	if keep := os.Getenv("LABCTL_GRADE_REPORT"); keep != "" {
+		out = keep // to look at the report and its logs afterwards
+	}
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	r := labctl(t, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
+		"--time-limit", "8s", "--memory", "256MiB", "--cpu", "0.5",
+		"--program", "x={run?:client} ${server}", "--program", "server={run?:server}")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.Contains(t, r.stdout, "submissions graded")
+	rep := readReport(t, out)
+	require.Len(t, rep.Rows, len(cases)+1, "%s", r)
+	assert.Contains(t, rep.Cgroup, "v", "the report says which cgroup interface confined the submissions")
+	got := map[string]int{}
+	for i, row := range rep.Rows {
+		got[row.Submission] = i
+	}
+	var table []string
+	for _, c := range cases {
+		i, ok := got[c.name]
+		require.True(t, ok, "no row for %s", c.name)
+		row := rep.Rows[i]
+		want, note := c.outcome, ""
+		if c.needs != "" && !dependencyMerged(t, c.needs) {
+			want, note = c.without, "  (needs "+c.needs+"; "+c.outcome+" once merged)"
+		}
+		table = append(table, c.name+": want "+want+", got "+row.Outcome+note+" -- "+row.Reason)
+		if strings.Contains(want, "|") && strings.Contains("|"+want+"|", "|"+row.Outcome+"|") {
+			want = row.Outcome
+		}
+		if assert.Equal(t, want, row.Outcome, "%s: %s", c.name, row.Reason) && c.reason != "" && want == c.outcome {
+			assert.Contains(t, row.Reason, c.reason, c.name)
+		}
+		assert.Equal(t, float64(9), row.MaxPoints, c.name)
+		if row.Outcome == "pass" {
+			assert.Equal(t, row.MaxPoints, row.Points, c.name)
+		}
+	}
+	t.Logf("expected vs actual:\n  %s", strings.Join(table, "\n  "))
+	ur := rep.Rows[got["unreadable"]]
+	assert.Equal(t, "not-gradable", ur.Outcome)
+	assert.Contains(t, ur.Reason, "cannot read")
+
+	// An exit status alone never passes a role.
+	gaveUp := rep.Rows[got["py-gives-up"]]
+	var exitDetail string
+	for _, c := range gaveUp.Checks {
+		if c.Title == "client X exits with status 0" {
+			assert.False(t, c.Pass)
+			exitDetail = c.Detail
+		}
+	}
+	assert.Contains(t, exitDetail, "exited 0 without doing")
+
+	// The capped output: the log keeps the first MiB, the rest is counted.
+	big := rep.Rows[got["py-1gb-output"]]
+	assert.Contains(t, big.Reason, "more bytes discarded")
+	fi, err := os.Stat(filepath.Join(out, "logs", "py-1gb-output", "x", "client.log"))
+	require.NoError(t, err)
+	assert.Less(t, fi.Size(), int64(4<<20))
+
+	for _, f := range []string{"report.csv", "report.html"} {
+		b, err := os.ReadFile(filepath.Join(out, f))
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "py-correct")
+	}
+	html, _ := os.ReadFile(filepath.Join(out, "report.html"))
+	assert.Contains(t, string(html), `href="logs/py-correct/x/client.log"`)
+}
+
+func TestGradeRejectsAHostTheLabLacksBeforeAnythingRuns(t *testing.T) {
+	dir := writeClass(t, []gradeCase{{name: "a", files: map[string]string{"client.py": pyClient}}})
+	name := labName("gt")
+	out := filepath.Join(t.TempDir(), "report")
+	r := labctl(t, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--program", "nohost=python3 client.py")
+	require.Equal(t, 2, r.code, "%s", r)
+	assert.Contains(t, r.stderr, `no host "nohost"`)
+	_, err := os.Stat(out)
+	assert.True(t, os.IsNotExist(err), "nothing ran, nothing was written")
+	requireNoGradingLeft(t, name)
+}
+
+func TestGradeShardsMergeBackIntoTheWholeClass(t *testing.T) {
+	var cases []gradeCase
+	for _, n := range []string{"ann", "bob", "cat", "dan", "eve"} {
+		cases = append(cases, gradeCase{name: n, files: map[string]string{"client.py": pyClient}})
+	}
+	cases = append(cases, gradeCase{name: "zed", files: map[string]string{}})
+	dir := writeClass(t, cases)
+	name := labName("gt")
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	tmp := t.TempDir()
+	var outs []string
+	seen := map[string]bool{}
+	for k := 0; k < 2; k++ {
+		out := filepath.Join(tmp, "shard"+string(rune('0'+k)))
+		outs = append(outs, out)
+		r := labctl(t, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
+			"--shard", string(rune('0'+k))+"/2", "--format", "json,gradescope", "--program", "x=python3 client.py ${server}")
+		require.Equal(t, 0, r.code, "%s", r)
+		for _, row := range readReport(t, out).Rows {
+			assert.False(t, seen[row.Submission], "%s graded by two shards", row.Submission)
+			seen[row.Submission] = true
+		}
+	}
+	assert.Len(t, seen, len(cases), "every submission is in exactly one shard")
+	merged := filepath.Join(tmp, "all")
+	r := labctl(t, "grade", "merge", "--out", merged, outs[0], outs[1])
+	require.Equal(t, 0, r.code, "%s", r)
+	rep := readReport(t, merged)
+	require.Len(t, rep.Rows, len(cases))
+	assert.Equal(t, 5, rep.Counts["pass"], "%+v", rep.Rows)
+	assert.Equal(t, 1, rep.Counts["not-gradable"])
+	assert.Equal(t, []string{"0/2", "1/2"}, rep.Shards)
+	for _, row := range rep.Rows {
+		for _, l := range row.Logs {
+			_, err := os.Stat(filepath.Join(merged, "logs", row.Submission, l))
+			assert.NoError(t, err, "merged report links to %s/%s", row.Submission, l)
+		}
+	}
+	// Gradescope's results.json, per submission.
+	var gs struct {
+		Score         float64 `json:"score"`
+		ExecutionTime float64 `json:"execution_time"`
+		Output        string  `json:"output"`
+		Tests         []struct {
+			Name       string  `json:"name"`
+			Score      float64 `json:"score"`
+			MaxScore   float64 `json:"max_score"`
+			Status     string  `json:"status"`
+			Visibility string  `json:"visibility"`
+		} `json:"tests"`
+	}
+	var found bool
+	for _, out := range outs {
+		b, err := os.ReadFile(filepath.Join(out, "gradescope", "ann", "results.json"))
+		if err != nil {
+			continue
+		}
+		found = true
+		require.NoError(t, json.Unmarshal(b, &gs))
+	}
+	require.True(t, found, "a results.json for ann")
+	assert.Equal(t, float64(9), gs.Score)
+	require.Len(t, gs.Tests, 9)
+	assert.Equal(t, "passed", gs.Tests[0].Status)
+	assert.Equal(t, "visible", gs.Tests[0].Visibility)
+	assert.Equal(t, float64(1), gs.Tests[0].MaxScore)
+}
+
+func TestGradeInterruptTearsDownEveryLabAndReportsWhatFinished(t *testing.T) {
+	cases := []gradeCase{{name: "a-empty", files: map[string]string{}}}
+	for _, n := range []string{"h1", "h2", "h3"} {
+		cases = append(cases, gradeCase{name: n, files: map[string]string{"client.py": pyClientWith("name = input()", "import time\nwhile True: time.sleep(1)")}})
+	}
+	dir := writeClass(t, cases)
+	name := labName("gt")
+	out := filepath.Join(t.TempDir(), "report")
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	cmd := exec.Command(bin, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
+		"--time-limit", "60s", "--program", "x=python3 client.py ${server}")
+	var stdout strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	require.NoError(t, cmd.Start())
+	// Wait until a hung submission's program runs in its lab.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join("/run/labctl", name+"-001", "logs", "x", "client.log"))
+		if strings.Contains(string(b), "Client X connected") {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the hung submission never started")
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		assert.Equal(t, 130, ee.ExitCode(), stdout.String())
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("labctl grade did not stop after Ctrl-C")
+	}
+	rep := readReport(t, out)
+	assert.True(t, rep.Interrupted)
+	require.Len(t, rep.Rows, 1, "only the empty folder finished")
+	assert.Equal(t, "a-empty", rep.Rows[0].Submission)
+	requireNoGradingLeft(t, name)
+}
