@@ -64,10 +64,13 @@ address). See docs/grading.md.`,
 			o.Progress = cmd.OutOrStdout()
 			ctx, stop := signalContext()
 			defer stop()
-			fmt.Fprintf(cmd.OutOrStdout(), "*** grading %s: submissions in %s, reports in %s\n", o.Name, o.Submissions, o.Out)
 			rep, err := grade.Run(ctx, o)
 			if rep != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "*** %s\n*** reports: %s/report.{csv,json,html}\n", rep.Summary, o.Out)
+				fmt.Fprintf(cmd.OutOrStdout(), "*** %s\n*** reports: %s (%s)\n", rep.Summary, rep.Out, strings.Join(o.Formats, ", "))
+			}
+			var usage *grade.UsageError
+			if errors.As(err, &usage) {
+				return &exitError{code: 2, err: err}
 			}
 			if errors.Is(err, grade.ErrInterrupted) {
 				return &exitError{code: 130, err: fmt.Errorf("%w: every lab is down; the report holds the %d submissions that finished", err, len(rep.Rows))}

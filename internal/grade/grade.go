@@ -43,6 +43,15 @@ const (
 // the submissions that finished.
 var ErrInterrupted = errors.New("grading interrupted")
 
+// UsageError is bad input found before anything ran: a flag, the lab, the
+// submissions folder.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *UsageError) Unwrap() error { return e.Err }
+
 // Options is one grading run.
 type Options struct {
 	// Lab returns a fresh copy of the lab for each submission.
@@ -115,12 +124,12 @@ func NewName() string {
 func Run(ctx context.Context, o Options) (*Report, error) {
 	g, err := prepare(o)
 	if err != nil {
-		return nil, err
+		return nil, &UsageError{Err: err}
 	}
 	o = g.o
 	subs, err := listSubmissions(o.Submissions)
 	if err != nil {
-		return nil, err
+		return nil, &UsageError{Err: err}
 	}
 	mine := o.Shard.pick(subs)
 	if err := os.MkdirAll(filepath.Join(o.Out, "logs"), 0o755); err != nil {
@@ -138,11 +147,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer g.cg.remove()
 	defer os.RemoveAll(workRoot(o.Name))
 
-	rep := &Report{Grading: o.Name, Lab: g.lab0.Name, Started: time.Now().UTC(), Jobs: o.Jobs,
+	rep := &Report{Out: o.Out, Grading: o.Name, Lab: g.lab0.Name, Started: time.Now().UTC(), Jobs: o.Jobs,
 		Shard: o.Shard.String(), Cgroup: g.cg.Version(), Limits: o.Limits, OutputLimit: o.OutputLimit,
 		Submissions: len(mine)}
 	for _, c := range g.lab0.Checks {
 		rep.Checks = append(rep.Checks, CheckInfo{Title: c.Title(), Points: checkPoints(c)})
+	}
+	if o.Progress != nil {
+		shard := ""
+		if o.Shard.N > 1 {
+			shard = fmt.Sprintf(" (shard %s of %d in the class)", o.Shard, len(subs))
+		}
+		fmt.Fprintf(o.Progress, "*** grading %s: %d submissions%s, %d at a time, cgroup %s; reports in %s\n",
+			o.Name, len(mine), shard, o.Jobs, g.cg.Version(), o.Out)
 	}
 	jobs := make(chan submission)
 	rows := make(chan Row)

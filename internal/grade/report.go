@@ -37,6 +37,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Report is a grading's result; report.json is this, as JSON.
 type Report struct {
+	Out         string         `json:"-"` // the folder it is written to
 	Grading     string         `json:"grading"`
 	Lab         string         `json:"lab"`
 	Started     time.Time      `json:"started"`

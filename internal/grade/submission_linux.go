@@ -170,16 +170,26 @@ func (g *grading) runLab(ctx context.Context, lab *topo.Lab, sub, work string, u
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
+		labOps.Lock()
+		defer labOps.Unlock()
 		if err := nodes.Destroy(dctx, lab.Name, g.o.Log); err != nil && !errors.Is(err, nodes.ErrNoLab) {
 			g.o.Log.Error("cannot take a submission's lab down", "lab", lab.Name, "err", err)
 		}
 	}()
+	labOps.Lock()
 	st, err := nodes.Deploy(ctx, lab, nodes.Options{Backend: g.o.Backend, Log: g.o.Log})
+	labOps.Unlock()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, context.Canceled
 		}
 		return nil, fmt.Errorf("the lab could not be built: %w", err)
+	}
+	if err := waitLinksUp(ctx, st); err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Canceled
+		}
+		return nil, err
 	}
 	if err := nodes.MarkGrading(st.Lab, g.o.Name, sub); err != nil {
 		return nil, err
