@@ -36,6 +36,10 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v tshark >/dev/null || need+=(tshark)
+# labctl grade's generated class: C and Java submissions are compiled.
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v javac >/dev/null || need+=(default-jdk-headless)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -16,7 +16,7 @@ import (
 // lock) a TAP's carrier can lag for seconds; a student program that
 // connects at once gets "no route to host" for the machine's fault, so
 // the grader waits rather than start the programs early.
-const linksUpMax = 45 * time.Second
+const linksUpMax = 20 * time.Second
 
 // labOps serialises the grader's deploys and teardowns: each takes the
 // RTNL lock many times, and interleaving them slows both.

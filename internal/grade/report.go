@@ -79,6 +79,7 @@ type Row struct {
 	Discarded  map[string]int64      `json:"output_discarded,omitempty"` // per program, bytes past the cap
 	Logs       []string              `json:"logs,omitempty"`             // under logs/SUBMISSION/
 	Lab        string                `json:"lab"`
+	Retries    int                   `json:"retries,omitempty"` // labs built again because their links did not come up
 	Took       Duration              `json:"took"`
 }
 

@@ -146,7 +146,17 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 	if err := lab.Build(); err != nil {
 		return row.end(NotGradable, "labctl: "+err.Error()), true
 	}
-	res, runErr := g.runLab(ctx, lab, s.name, work, uid, logDir, &row)
+	var res *nodes.Result
+	var runErr error
+	for attempt := 1; ; attempt++ {
+		res, runErr = g.runLab(ctx, lab, s.name, work, uid, logDir, &row)
+		if !errors.Is(runErr, errLinksDown) || attempt == labAttempts {
+			break
+		}
+		// The machine's fault, not the submission's: a fresh lab.
+		row.Retries++
+		g.o.Log.Warn("a lab's links did not come up: building it again", "lab", lab.Name, "err", runErr)
+	}
 	row.Stats = cg.stats()
 	if errors.Is(runErr, context.Canceled) {
 		return row, false
@@ -189,7 +199,8 @@ func (g *grading) runLab(ctx context.Context, lab *topo.Lab, sub, work string, u
 		if ctx.Err() != nil {
 			return nil, context.Canceled
 		}
-		return nil, err
+		_ = copyFile(filepath.Join(nodes.Dir(st.Lab), "engine.log"), filepath.Join(logDir, "labctl-engine.log"), maxLogCopy)
+		return nil, fmt.Errorf("%w: %v", errLinksDown, err)
 	}
 	if err := nodes.MarkGrading(st.Lab, g.o.Name, sub); err != nil {
 		return nil, err
@@ -231,6 +242,12 @@ func (g *grading) runLab(ctx context.Context, lab *topo.Lab, sub, work string, u
 }
 
 var errLabDeadline = errors.New("the lab ran past its deadline")
+
+// errLinksDown: a fresh lab's links did not come up; it is built again, at
+// most labAttempts times in all.
+var errLinksDown = errors.New("the lab's links did not come up")
+
+const labAttempts = 3
 
 // maxLogCopy bounds each log copied into the report (student programs'
 // output is already capped by their wrapper).
