@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labctl/labctl/internal/termsafe"
 	"github.com/labctl/labctl/nodes"
 	"golang.org/x/term"
 )
@@ -75,7 +76,7 @@ func (p *printer) print(l outputLine) {
 	if len(name) > p.width {
 		p.width = len(name)
 	}
-	mark := map[string]string{"out": "|", "err": "!", "in": ">", "sys": "*"}[l.stream]
+	mark := map[string]string{"out": "|", "err": "!", "in": ">", "sys": "*", "log": "~"}[l.stream]
 	pad := fmt.Sprintf("%-*s", p.width, name)
 	if p.color {
 		h := fnv.New32a()
@@ -86,7 +87,8 @@ func (p *printer) print(l outputLine) {
 		}
 		pad = "\x1b[" + c + "m" + pad + "\x1b[0m"
 	}
-	fmt.Fprintf(p.w, "%s %s %s\n", pad, mark, l.text)
+	// A program's bytes never drive the viewer's terminal (colour aside).
+	fmt.Fprintf(p.w, "%s %s %s\n", pad, mark, termsafe.Display(l.text))
 }
 
 // follow prints the lab's output as it is written, until the supervisor
