@@ -59,6 +59,7 @@ type Forward struct {
 	Port   int    `json:"port"`
 	Node   string `json:"node"`
 	ToPort int    `json:"to_port"`
+	Addr   string `json:"addr,omitempty"` // the node's address, filled in by the runtime's plan
 }
 
 // File is a file a lab puts in a host's home folder: given content, or

@@ -152,15 +152,29 @@ func printResult(out io.Writer, lab string, res *nodes.Result) bool {
 	fmt.Fprintf(out, "*** checks\n")
 	for _, c := range res.Checks {
 		verdict := "PASS"
-		if !c.Pass {
+		switch {
+		case c.Manual:
+			verdict = "TODO"
+		case !c.Pass:
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(out, "  %s  %s\n", verdict, c.Title)
+		pts := ""
+		if c.Points > 0 {
+			pts = fmt.Sprintf(" [%d/%d]", c.Score, c.Points)
+		}
+		fmt.Fprintf(out, "  %s  %s%s\n", verdict, termsafe.Display(c.Title), pts)
 		if !c.Pass {
-			fmt.Fprintf(out, "        %s\n", c.Detail)
+			fmt.Fprintf(out, "        %s\n", termsafe.Display(c.Detail))
 		}
 	}
-	fmt.Fprintf(out, "*** lab %s: %d passed, %d failed (%s)\n", lab, res.Passed, res.Failed, res.Took.Round(time.Millisecond))
+	extra := ""
+	if res.Manual > 0 {
+		extra += fmt.Sprintf(", %d for a person", res.Manual)
+	}
+	if res.MaxScore > 0 {
+		extra += fmt.Sprintf(", score %d/%d", res.Score, res.MaxScore)
+	}
+	fmt.Fprintf(out, "*** lab %s: %d passed, %d failed%s (%s)\n", lab, res.Passed, res.Failed, extra, res.Took.Round(time.Millisecond))
 	return res.Failed == 0
 }
 
