@@ -116,9 +116,9 @@ type Result struct {
 	Manual   int             `json:"manual,omitempty"` // checks only a person can judge
 	// Score and MaxScore sum the points of the checks that carry them
 	// (manual ones count in MaxScore only).
-	Score    int `json:"score,omitempty"`
-	MaxScore int `json:"max_score,omitempty"`
-	Took     time.Duration   `json:"took"`
+	Score    int           `json:"score,omitempty"`
+	MaxScore int           `json:"max_score,omitempty"`
+	Took     time.Duration `json:"took"`
 }
 
 // CheckResult is the verdict of one check.

@@ -82,7 +82,7 @@ type proc struct {
 	stopping bool
 	// labSignal: labctl signalled this run (timeline kill, time limit)
 	labSignal bool
-	lineRE   *regexp.Regexp
+	lineRE    *regexp.Regexp
 
 	// output since the last stdin line, for stdin's after: and idle:
 	outMu   sync.Mutex

@@ -17,13 +17,13 @@ import (
 func init() { registerVerb(newUpCmd) }
 
 type upFlags struct {
-	src      labSource
-	backend  string
-	name     string
-	test     string
-	over     overrideFlags
-	detach   bool
-	oneShot  bool // run: the lab goes down right after
+	src     labSource
+	backend string
+	name    string
+	test    string
+	over    overrideFlags
+	detach  bool
+	oneShot bool // run: the lab goes down right after
 }
 
 func newUpCmd() *cobra.Command {
