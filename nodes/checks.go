@@ -156,7 +156,7 @@ func programFate(lab string, res *Result, checks []topo.Check, ref string) error
 	var errTail []string
 	for _, l := range lines {
 		switch l.Stream {
-		case "out":
+		case "out", "log":
 			out++
 		case "err":
 			errs++
@@ -211,17 +211,24 @@ func clip(s string, n int) string {
 	return s[:n] + "..."
 }
 
-func programLines(lab, ref, stream string) ([]string, error) {
+// programLines returns a program's lines of a stream: stdout (default),
+// stderr or both. withLog adds, to stderr, the log records of labctl's own
+// reference programs (stream "log"): evidence for contains and matches
+// about a reference program, never matter for absent, which is about what
+// the program itself printed.
+func programLines(lab, ref, stream string, withLog bool) ([]string, error) {
 	host, prog, _ := strings.Cut(ref, "/")
 	lines, err := ReadProgramLog(lab, host, prog)
 	if err != nil {
 		return nil, fmt.Errorf("%s has no output: %v", ref, err)
 	}
+	errs := stream == "stderr" || stream == "both"
 	var out []string
 	for _, l := range lines {
 		switch {
 		case l.Stream == "out" && stream != "stderr",
-			l.Stream == "err" && (stream == "stderr" || stream == "both"):
+			l.Stream == "err" && errs,
+			l.Stream == "log" && errs && withLog:
 			out = append(out, l.Text)
 		}
 	}
@@ -229,17 +236,22 @@ func programLines(lab, ref, stream string) ([]string, error) {
 }
 
 func checkOutput(lab string, c topo.Check) error {
-	lines, err := programLines(lab, c.Output, c.Stream)
+	lines, err := programLines(lab, c.Output, c.Stream, true)
 	if err != nil {
 		return err
 	}
-	seen := lines
-	if c.Loose {
-		seen = make([]string, len(lines))
-		for i, l := range lines {
-			seen[i] = topo.LooseText(l)
+	own, _ := programLines(lab, c.Output, c.Stream, false)
+	loosen := func(ls []string) []string {
+		if !c.Loose {
+			return ls
 		}
+		out := make([]string, len(ls))
+		for i, l := range ls {
+			out[i] = topo.LooseText(l)
+		}
+		return out
 	}
+	seen, ownSeen := loosen(lines), loosen(own)
 	find := func(from int, ok func(string) bool) int {
 		for i := from; i < len(seen); i++ {
 			if ok(seen[i]) {
@@ -303,8 +315,10 @@ func checkOutput(lab string, c topo.Check) error {
 		if c.Loose {
 			b = topo.LooseText(bad)
 		}
-		if i := find(0, func(l string) bool { return strings.Contains(l, b) }); i >= 0 {
-			return fmt.Errorf("line %d contains %q: %q", i+1, bad, lines[i])
+		for i, l := range ownSeen {
+			if strings.Contains(l, b) {
+				return fmt.Errorf("line %d contains %q: %q", i+1, bad, own[i])
+			}
 		}
 	}
 	return nil
@@ -350,7 +364,7 @@ func firstMatch(lab string, r topo.LineRef) (time.Time, error) {
 	}
 	rx := regexp.MustCompile(r.Matches)
 	for _, l := range lines {
-		if (l.Stream == "out" || l.Stream == "err") && rx.MatchString(l.Text) {
+		if (l.Stream == "out" || l.Stream == "err" || l.Stream == "log") && rx.MatchString(l.Text) {
 			return l.Time, nil
 		}
 	}

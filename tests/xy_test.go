@@ -370,7 +370,9 @@ func progLineCount(lab, host, prog string, re *regexp.Regexp) int {
 	lines, _ := nodes.ReadProgramLog(lab, host, prog)
 	n := 0
 	for _, l := range lines {
-		if (l.Stream == "out" || l.Stream == "err") && re.MatchString(l.Text) {
+		// "log": the reference server's own log records (labctl -v), which the
+		// supervisor files apart from its stderr.
+		if (l.Stream == "out" || l.Stream == "err" || l.Stream == "log") && re.MatchString(l.Text) {
 			n++
 		}
 	}
