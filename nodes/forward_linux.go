@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ const (
 	// listeners to expose.
 	exposePoll = 50 * time.Millisecond
 	dialLimit  = 5 * time.Second
+	// udpSessions bounds the clients one UDP forwarder serves at once;
+	// udpIdle ends a client's session.
+	udpSessions = 256
+	udpIdle     = 60 * time.Second
 )
 
 // listenIn makes a TCP listener inside a host's namespace: a socket keeps
@@ -36,11 +41,21 @@ func listenIn(ns, addr string) (net.Listener, error) {
 	return ln, err
 }
 
-func dialIn(ns, addr string) (net.Conn, error) {
+func listenPacketIn(ns, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := nsdo.DoNamed(ns, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", addr)
+		return err
+	})
+	return pc, err
+}
+
+func dialIn(ns, network, addr string) (net.Conn, error) {
 	var c net.Conn
 	err := nsdo.DoNamed(ns, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp4", addr, dialLimit)
+		c, err = net.DialTimeout(network, addr, dialLimit)
 		return err
 	})
 	return c, err
@@ -68,13 +83,74 @@ func (s *Supervisor) relay(ctx context.Context, ns string, ln net.Listener, targ
 		go func() {
 			defer func() { <-slots }()
 			defer c.Close()
-			up, err := dialIn(ns, target)
+			up, err := dialIn(ns, "tcp4", target)
 			if err != nil {
 				return // the client sees its connection closed, as if refused
 			}
 			defer up.Close()
 			splice(c, up)
 		}()
+	}
+}
+
+// relayUDP passes datagrams between the clients of pc and target: each
+// client address gets its own socket to target, made inside ns, so
+// replies find their way back. At most udpSessions at once; a session
+// idle for udpIdle ends.
+func (s *Supervisor) relayUDP(ctx context.Context, ns string, pc net.PacketConn, target string) {
+	go func() {
+		<-ctx.Done()
+		pc.Close()
+	}()
+	var mu sync.Mutex
+	sessions := map[string]net.Conn{}
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		key := from.String()
+		mu.Lock()
+		up := sessions[key]
+		mu.Unlock()
+		if up == nil {
+			mu.Lock()
+			full := len(sessions) >= udpSessions
+			mu.Unlock()
+			if full {
+				continue // dropped, as a full queue would
+			}
+			if up, err = dialIn(ns, "udp4", target); err != nil {
+				continue
+			}
+			mu.Lock()
+			sessions[key] = up
+			mu.Unlock()
+			go func(up net.Conn, from net.Addr) {
+				defer func() {
+					mu.Lock()
+					delete(sessions, from.String())
+					mu.Unlock()
+					up.Close()
+				}()
+				b := make([]byte, 64<<10)
+				for {
+					_ = up.SetReadDeadline(time.Now().Add(udpIdle))
+					m, err := up.Read(b)
+					if err != nil {
+						if ne, ok := err.(net.Error); ok && !ne.Timeout() && ctx.Err() == nil {
+							continue // ICMP refusal: the server may come back
+						}
+						return
+					}
+					if _, err := pc.WriteTo(b[:m], from); err != nil {
+						return
+					}
+				}
+			}(up, from)
+		}
+		_, _ = up.Write(buf[:n])
 	}
 }
 
@@ -104,12 +180,19 @@ func (s *Supervisor) startLocalhost(ctx context.Context) {
 		for _, f := range h.Localhost {
 			target := net.JoinHostPort(f.Addr, strconv.Itoa(f.ToPort))
 			for _, lo := range []string{"127.0.0.1", topo.HostnameAddr} {
-				ln, err := listenIn(h.NS, net.JoinHostPort(lo, strconv.Itoa(f.Port)))
+				addr := net.JoinHostPort(lo, strconv.Itoa(f.Port))
+				ln, err := listenIn(h.NS, addr)
 				if err != nil {
-					s.emit("labctl", "sys", fmt.Sprintf("%s: cannot forward localhost port %d to %s: %v", h.Name, f.Port, f.Node, err))
+					s.emit("labctl", "sys", fmt.Sprintf("%s: cannot forward localhost TCP port %d to %s: %v", h.Name, f.Port, f.Node, err))
+				} else {
+					go s.relay(ctx, h.NS, ln, target)
+				}
+				pc, err := listenPacketIn(h.NS, addr)
+				if err != nil {
+					s.emit("labctl", "sys", fmt.Sprintf("%s: cannot forward localhost UDP port %d to %s: %v", h.Name, f.Port, f.Node, err))
 					continue
 				}
-				go s.relay(ctx, h.NS, ln, target)
+				go s.relayUDP(ctx, h.NS, pc, target)
 			}
 		}
 	}
@@ -122,10 +205,10 @@ type exposed struct {
 	ports map[string]chan struct{} // "host/port"
 }
 
-func (e *exposed) ch(host string, port int) chan struct{} {
+func (e *exposed) ch(host, proto string, port int) chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	k := host + "/" + strconv.Itoa(port)
+	k := host + "/" + proto + "/" + strconv.Itoa(port)
 	if e.ports[k] == nil {
 		e.ports[k] = make(chan struct{})
 	}
@@ -133,53 +216,79 @@ func (e *exposed) ch(host string, port int) chan struct{} {
 }
 
 // watchExpose waits, per host with expose:, for a server to listen on an
-// exposed port; if it listens on loopback only (127.0.0.1, or the host's
-// own name), a forwarder on the host's lab addresses leads to it. A
-// server that listens on the lab's address needs none.
+// exposed TCP port or bind an exposed UDP port; if it does so on loopback
+// only (127.0.0.1, or the host's own name), a forwarder on the host's lab
+// addresses leads to it. A server on the lab's address needs none.
 func (s *Supervisor) watchExpose(ctx context.Context, h PlanHost) {
-	todo := map[int]bool{}
-	for _, p := range h.Expose {
-		todo[p] = true
+	type key struct {
+		proto string
+		port  int
 	}
-	t := time.NewTicker(exposePoll)
-	defer t.Stop()
+	todo := map[key]bool{}
+	for _, p := range h.Expose {
+		todo[key{"tcp", p}], todo[key{"udp", p}] = true, true
+	}
+	// Poll often at first, when servers start; then less.
+	every, start := exposePoll, time.Now()
 	for len(todo) > 0 {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(every):
 		}
-		for port := range todo {
-			var addrs []netip.Addr
-			_ = nsdo.DoNamed(h.NS, func() error {
-				addrs = procSockets("/proc/thread-self/net", "tcp", port)
-				return nil
-			})
-			if len(addrs) == 0 {
-				continue
-			}
-			delete(todo, port)
-			if public(addrs) {
-				close(s.exposed.ch(h.Name, port))
-				continue
-			}
-			target := net.JoinHostPort(addrs[0].Unmap().String(), strconv.Itoa(port))
-			n := 0
-			for _, a := range h.Addrs {
-				ln, err := listenIn(h.NS, net.JoinHostPort(a, strconv.Itoa(port)))
-				if err != nil {
-					s.emit("labctl", "sys", fmt.Sprintf("%s: cannot expose port %d on %s: %v", h.Name, port, a, err))
-					continue
+		if time.Since(start) > 10*time.Second && every < time.Second {
+			every *= 2
+		}
+		found := map[key][]netip.Addr{}
+		_ = nsdo.DoNamed(h.NS, func() error {
+			for k := range todo {
+				if addrs := procSockets("/proc/thread-self/net", k.proto, k.port); len(addrs) > 0 {
+					found[k] = addrs
 				}
-				n++
-				go s.relay(ctx, h.NS, ln, target)
 			}
-			if n > 0 {
-				s.emit("labctl", "sys", fmt.Sprintf("%s: port %d listens on %s only: exposed on %v", h.Name, port, addrs[0].Unmap(), h.Addrs))
-				close(s.exposed.ch(h.Name, port))
+			return nil
+		})
+		for k, addrs := range found {
+			delete(todo, k)
+			if public(addrs) {
+				close(s.exposed.ch(h.Name, k.proto, k.port))
+				continue
+			}
+			if s.expose(ctx, h, k.proto, k.port, addrs[0].Unmap()) {
+				close(s.exposed.ch(h.Name, k.proto, k.port))
 			}
 		}
 	}
+}
+
+// expose starts the forwarders of one port on the host's lab addresses.
+func (s *Supervisor) expose(ctx context.Context, h PlanHost, proto string, port int, lo netip.Addr) bool {
+	target := net.JoinHostPort(lo.String(), strconv.Itoa(port))
+	n := 0
+	for _, a := range h.Addrs {
+		addr := net.JoinHostPort(a, strconv.Itoa(port))
+		var err error
+		if proto == "tcp" {
+			var ln net.Listener
+			if ln, err = listenIn(h.NS, addr); err == nil {
+				go s.relay(ctx, h.NS, ln, target)
+			}
+		} else {
+			var pc net.PacketConn
+			if pc, err = listenPacketIn(h.NS, addr); err == nil {
+				go s.relayUDP(ctx, h.NS, pc, target)
+			}
+		}
+		if err != nil {
+			s.emit("labctl", "sys", fmt.Sprintf("%s: cannot expose %s port %d on %s: %v", h.Name, proto, port, a, err))
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		s.emit("labctl", "sys", fmt.Sprintf("%s: %s port %d listens on %s only: exposed on %s", h.Name, proto, port, lo, strings.Join(h.Addrs, ", ")))
+	}
+	return n > 0
 }
 
 // watchReady decides when the program is ready: at once without a
@@ -211,8 +320,8 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 		tick = t.C
 	}
 	var exposeUp chan struct{}
-	if proto == "tcp" && exposes(p.host, port) {
-		exposeUp = p.s.exposed.ch(p.host.Name, port)
+	if exposes(p.host, port) {
+		exposeUp = p.s.exposed.ch(p.host.Name, proto, port)
 	}
 	why := ""
 	for {
@@ -231,7 +340,7 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 			p.markFailed(msg)
 			return
 		case <-exposeUp:
-			p.line("sys", fmt.Sprintf("ready (port %d exposed on the lab's address)", port))
+			p.line("sys", fmt.Sprintf("ready (%s port %d reachable on the lab's address)", proto, port))
 			p.markReady()
 			return
 		case <-tick:
@@ -245,9 +354,6 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 			case why == "" && exposeUp == nil:
 				why = fmt.Sprintf("%s port %d is bound to %s only, which other hosts cannot reach (bind 0.0.0.0, or give host %s `expose: [%d]`)",
 					proto, port, addrs[0].Unmap(), p.host.Name, port)
-				if proto == "udp" {
-					why = fmt.Sprintf("udp port %d is bound to %s only, which other hosts cannot reach (bind 0.0.0.0)", port, addrs[0].Unmap())
-				}
 				p.line("sys", "not ready yet: "+why)
 			}
 		}

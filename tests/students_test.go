@@ -103,7 +103,7 @@ func TestStudentServerOnLoopbackIsExposed(t *testing.T) {
 			r := labctlIn(t, dir, "run", "xy", "--name", labName("stsv"), "--program", "server=python3 server.py")
 			require.Equal(t, 0, r.code, "%s", r)
 			assert.Contains(t, r.stdout, "11 passed, 0 failed", "%s", r)
-			assert.Contains(t, r.stdout, "port 12000 listens on 127.0")
+			assert.Contains(t, r.stdout, "tcp port 12000 listens on 127.0")
 		})
 	}
 }
