@@ -40,7 +40,7 @@ type hostSetup struct {
 // on failure.
 func HostExec(args []string) error {
 	if len(args) < 2 {
-		return errors.New("hostexec: want SETUP ARGV...")
+		return errors.New("hostexec: want a setup and a command")
 	}
 	var hs hostSetup
 	if err := json.Unmarshal([]byte(args[0]), &hs); err != nil {
