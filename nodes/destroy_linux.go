@@ -50,6 +50,7 @@ func removeStateless(lab string) bool {
 		return false
 	}
 	_ = os.RemoveAll(BinDir(lab))
+	_ = removeNetnsEtc(lab)
 	return os.RemoveAll(Dir(lab)) == nil
 }
 
@@ -89,6 +90,9 @@ func destroyLocked(ctx context.Context, st *State, log *slog.Logger) error {
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	if err := removeNetnsEtc(st.Lab); err != nil {
+		return fmt.Errorf("lab %q: remove its /etc/netns files: %w", st.Lab, err)
 	}
 	if err := os.RemoveAll(BinDir(st.Lab)); err != nil {
 		return fmt.Errorf("lab %q: remove its labctl copy: %w", st.Lab, err)

@@ -3,13 +3,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "labctl:", err)
+		if !errors.Is(err, errSilent) {
+			fmt.Fprintln(os.Stderr, "labctl:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -44,7 +43,7 @@ func newRootCmd() *cobra.Command {
 			if gflags.verbose {
 				lvl = slog.LevelDebug
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			slog.SetDefault(slog.New(slog.NewTextHandler(logWriter(), &slog.HandlerOptions{Level: lvl})))
 		},
 	}
 	root.PersistentFlags().BoolVarP(&gflags.verbose, "verbose", "v", false, "log what labctl does to stderr")

@@ -82,8 +82,9 @@ const (
 	DefaultUIDBase = 1879048192
 	// maxSubmissions bounds a grading (and the report's size).
 	maxSubmissions = 10000
-	// maxCopy bounds one submission's files.
-	maxCopy = 100 << 20
+	// maxCopy bounds one submission's files (as the supervisor's own copy
+	// for overridden programs does).
+	maxCopy = 64 << 20
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
@@ -150,8 +151,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Out: o.Out, Grading: o.Name, Lab: g.lab0.Name, Started: time.Now().UTC(), Jobs: o.Jobs,
 		Shard: o.Shard.String(), Cgroup: g.cg.Version(), Limits: o.Limits, OutputLimit: o.OutputLimit,
 		Submissions: len(mine)}
-	for _, c := range g.lab0.Checks {
-		rep.Checks = append(rep.Checks, CheckInfo{Title: c.Title(), Points: checkPoints(c)})
+	for i, c := range g.lab0.Checks {
+		rep.Checks = append(rep.Checks, CheckInfo{Title: c.Title(), Points: checkPoints(g.lab0)[i]})
 	}
 	if o.Progress != nil {
 		shard := ""

@@ -138,9 +138,11 @@ func RunJail(j Jail, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own mount namespace (Go makes its mounts private): stage 2's
+	// private /tmp is seen by the submission alone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Unshareflags: syscall.CLONE_NEWNS}
 	if j.NoNet {
-		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNET
+		cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNET
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -251,6 +253,9 @@ func enterJail(j Jail) error {
 	}
 	// No core files (a crash would write the whole heap into the copy).
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	if err := privateTmp(); err != nil {
+		return err
+	}
 	path := j.Argv[0]
 	if !strings.Contains(path, "/") {
 		lp, err := exec.LookPath(path)
@@ -295,4 +300,23 @@ func dieBy(sig syscall.Signal) {
 	runtime.LockOSThread()
 	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.Signal(sig))
 	time.Sleep(100 * time.Millisecond) // the signal ends us
+}
+
+// tmpSize bounds each private temporary folder (its pages count against
+// the submission's memory limit too).
+const tmpSize = "64m"
+
+// privateTmp gives the submission empty /tmp, /var/tmp and /dev/shm of its
+// own, so submissions graded side by side cannot read or fill each
+// other's (or the machine's) temporary files.
+func privateTmp() error {
+	for _, d := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+tmpSize); err != nil {
+			return fmt.Errorf("private %s: %w", d, err)
+		}
+	}
+	return nil
 }

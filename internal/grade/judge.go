@@ -11,9 +11,24 @@ import (
 	"github.com/labctl/labctl/topo"
 )
 
-// checkPoints is what a check is worth: 1 each, as long as lab files
-// carry no points of their own.
-func checkPoints(topo.Check) float64 { return 1 }
+// checkPoints is what each of a lab's checks is worth: its points: where
+// any check carries points (0 then means "not graded"), else 1 each.
+func checkPoints(lab *topo.Lab) []float64 {
+	out := make([]float64, len(lab.Checks))
+	any := false
+	for _, c := range lab.Checks {
+		any = any || c.Points > 0
+	}
+	for i, c := range lab.Checks {
+		switch {
+		case any:
+			out[i] = float64(c.Points)
+		default:
+			out[i] = 1
+		}
+	}
+	return out
+}
 
 // touches lists the programs ("host/prog") a check looks at; a same_file
 // check looks at a host's files, so at every program of that host.
@@ -37,8 +52,28 @@ func touches(lab *topo.Lab, c topo.Check) []string {
 				}
 			}
 		}
+	case "all":
+		for _, d := range c.All {
+			out = append(out, touches(lab, d)...)
+		}
 	}
 	return out
+}
+
+// exitOnly says a check looks at nothing but exit statuses.
+func exitOnly(c topo.Check) bool {
+	switch c.Kind() {
+	case "exit":
+		return true
+	case "all":
+		for _, d := range c.All {
+			if !exitOnly(d) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func touchesAny(lab *topo.Lab, c topo.Check, keys []string) bool {
@@ -65,38 +100,51 @@ func (g *grading) judge(row *Row, lab *topo.Lab, res *nodes.Result, runErr error
 	if res != nil {
 		row.Programs = res.Programs
 	}
+	points := checkPoints(lab)
 	for i, c := range lab.Checks {
-		rc := RowCheck{Title: c.Title(), Max: checkPoints(c)}
-		if res != nil && i < len(res.Checks) {
+		rc := RowCheck{Title: c.Title(), Max: points[i], Manual: c.Kind() == "manual"}
+		switch {
+		case rc.Manual:
+			rc.Detail = "needs a person: " + c.Manual
+		case res != nil && i < len(res.Checks):
 			rc.Pass, rc.Detail = res.Checks[i].Pass, res.Checks[i].Detail
-		} else {
+		default:
 			rc.Detail = "not evaluated"
 		}
 		row.Checks = append(row.Checks, rc)
 	}
-	// An exit status alone never makes a role pass: an exit check counts
-	// only when the checks of what that program did pass too.
+	// An exit status alone never makes a role pass: a check of exit
+	// statuses counts only when the checks of what those programs did
+	// pass too.
 	for i, c := range lab.Checks {
-		if c.Kind() != "exit" || !row.Checks[i].Pass || !contains(roleKeys, c.Exit) {
+		if !exitOnly(c) || !row.Checks[i].Pass {
 			continue
 		}
-		var evidence, failed []string
-		for j, d := range lab.Checks {
-			if d.Kind() == "exit" || !contains(touches(lab, d), c.Exit) {
+		for _, key := range touches(lab, c) {
+			if !contains(roleKeys, key) {
 				continue
 			}
-			evidence = append(evidence, d.Title())
-			if !row.Checks[j].Pass {
-				failed = append(failed, d.Title())
+			var evidence, failed []string
+			for j, d := range lab.Checks {
+				if exitOnly(d) || d.Kind() == "manual" || !contains(touches(lab, d), key) {
+					continue
+				}
+				evidence = append(evidence, d.Title())
+				if !row.Checks[j].Pass {
+					failed = append(failed, d.Title())
+				}
 			}
-		}
-		switch {
-		case len(evidence) == 0:
-			row.Checks[i].Pass = false
-			row.Checks[i].Detail = fmt.Sprintf("%s exited 0, but no check of this lab shows what it did", c.Exit)
-		case len(failed) > 0:
-			row.Checks[i].Pass = false
-			row.Checks[i].Detail = fmt.Sprintf("%s exited 0 without doing: %s", c.Exit, strings.Join(failed, "; "))
+			switch {
+			case len(evidence) == 0:
+				row.Checks[i].Pass = false
+				row.Checks[i].Detail = fmt.Sprintf("%s exited 0, but no check of this lab shows what it did", key)
+			case len(failed) > 0:
+				row.Checks[i].Pass = false
+				row.Checks[i].Detail = fmt.Sprintf("%s exited 0 without doing: %s", key, strings.Join(failed, "; "))
+			}
+			if !row.Checks[i].Pass {
+				break
+			}
 		}
 	}
 	row.Points, row.MaxPoints = 0, 0
@@ -156,7 +204,14 @@ func (g *grading) outcome(row *Row, res *nodes.Result, runErr error) (string, st
 	// The reason: the first failed check about the submission's own
 	// programs, else the first failed check.
 	failed := -1
+	var manual int
+	var manualPts float64
 	for i, c := range row.Checks {
+		if c.Manual {
+			manual++
+			manualPts += c.Max
+			continue
+		}
 		if c.Pass {
 			continue
 		}
@@ -167,6 +222,9 @@ func (g *grading) outcome(row *Row, res *nodes.Result, runErr error) (string, st
 			failed = i
 			break
 		}
+	}
+	if manual > 0 {
+		notes = append(notes, fmt.Sprintf("%d checks (%s points) need a person", manual, fmtPoints(manualPts)))
 	}
 	if failed >= 0 {
 		c := row.Checks[failed]

@@ -12,7 +12,8 @@ import (
 // A template is the command a role runs for every submission, with
 // placeholders:
 //
-//	{dir}         the submission's writable copy (also the working folder)
+//	{dir}         the program's working folder: a writable copy of the
+//	              submission (built), in its host's home
 //	{name}        the submission's folder name
 //	{run:STEM}    run the program whose source is STEM.py, STEM.c or
 //	              STEM.java (any case): `python3 STEM.py`, `./STEM.bin`,
@@ -72,13 +73,13 @@ var errAbsent = errors.New("not in the submission")
 // expandTemplate fills a template's placeholders for one submission. It
 // returns the command and the build commands {run:...} implies, or
 // errAbsent when an optional program is missing.
-func expandTemplate(tmpl, dir, name string) (cmd string, builds []string, langs []string, err error) {
+func expandTemplate(tmpl, src, dir, name string) (cmd string, builds []string, langs []string, err error) {
 	cmd = runRE.ReplaceAllStringFunc(tmpl, func(m string) string {
 		if err != nil {
 			return m
 		}
 		sm := runRE.FindStringSubmatch(m)
-		src, e := findSource(dir, sm[2])
+		found, e := findSource(src, sm[2])
 		if e != nil {
 			err = e
 			if sm[1] == "?" && errors.Is(e, errAbsent) {
@@ -86,9 +87,9 @@ func expandTemplate(tmpl, dir, name string) (cmd string, builds []string, langs 
 			}
 			return m
 		}
-		builds = append(builds, src.build)
-		langs = append(langs, src.lang)
-		return src.run
+		builds = append(builds, found.build)
+		langs = append(langs, found.lang)
+		return found.run
 	})
 	r := strings.NewReplacer("{dir}", shellQuote(dir), "{name}", shellQuote(name))
 	return r.Replace(cmd), builds, langs, err

@@ -32,8 +32,8 @@ const labSlack = 20 * time.Second
 func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, ok bool) {
 	t0 := time.Now()
 	row = Row{Submission: s.name, Lab: labName(g.o.Name, s.index)}
-	for _, c := range g.lab0.Checks {
-		row.MaxPoints += checkPoints(c)
+	for _, p := range checkPoints(g.lab0) {
+		row.MaxPoints += p
 	}
 	if ctx.Err() != nil {
 		return row, false
@@ -71,7 +71,9 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 	cmds := map[string]string{}
 	var builds []build
 	for _, r := range g.roles {
-		cmd, implied, langs, err := expandTemplate(r.template, work, s.name)
+		// The program runs in its host's home, where the supervisor puts
+		// a writable copy of the (built) submission.
+		cmd, implied, langs, err := expandTemplate(r.template, work, nodes.HomeDir(row.Lab, r.host), s.name)
 		if errors.Is(err, errAbsent) {
 			row.Reference = append(row.Reference, r.key)
 			continue
