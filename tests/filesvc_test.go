@@ -498,16 +498,17 @@ func TestFilesvcIdleAndSlowClientsTimeOut(t *testing.T) {
 	idle := rawIn(t, lab, "h2", srv.addr)
 	require.Equal(t, "Client01", idle.read(5*time.Second))
 
-	// A slow-loris line: a byte every 200 ms never makes a whole line in time.
+	// A slow-loris line: a byte every 50 ms (faster than the 200 ms pause
+	// that would end a message) never makes a whole line in time.
 	loris := rawIn(t, lab, "h3", srv.addr)
 	require.Equal(t, "Client02", loris.read(5*time.Second))
 	lorisDone := make(chan string, 1)
 	go func() {
-		for i := 0; i < 50; i++ {
+		for i := 0; i < 200; i++ {
 			if _, err := loris.c.Write([]byte("a")); err != nil {
 				break
 			}
-			time.Sleep(200 * time.Millisecond) // the client's pace, not a wait for readiness
+			time.Sleep(50 * time.Millisecond) // the client's pace, not a wait for readiness
 		}
 		lorisDone <- ""
 	}()

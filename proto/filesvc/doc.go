@@ -90,6 +90,8 @@
 //
 //   - A whole command line must arrive within the idle timeout (5 min) of
 //     the previous reply, however it trickles in: "ERROR idle timeout", close.
+//     (A trickle slower than the pause is cut into messages at the pauses,
+//     each answered like any short command.)
 //   - During transfers and replies each read or write gets 30 s
 //     (-io-timeout). Every payload — a put, the skipped payload of a
 //     refused put, a get — must also move at least -min-rate (4096 B/s)
