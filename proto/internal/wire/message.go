@@ -22,9 +22,9 @@ type Deadliner interface {
 // MessageReader reads the messages of a lenient text protocol: a message is
 // a line ending in `\n` or `\r\n` (the terminator removed), or, when bytes
 // stop arriving for Pause without a newline, whatever arrived until then (a
-// trailing `\r` removed). A `\n` (or `\r\n`) that is the very next thing to
-// arrive after such a pause-ended message is its late terminator and is
-// skipped, so `send("Alice")` then `send("\n")` is one message.
+// trailing `\r` removed). A `\n`, `\r\n` or lone `\r` that is the very next
+// thing to arrive after such a pause-ended message is its late terminator
+// and is skipped, so `send("Alice")` then `send("\n")` is one message.
 //
 // A message longer than max bytes is read to its end (newline or pause) and
 // thrown away, and ReadMessage returns ErrLineTooLong: the stream is still
@@ -131,19 +131,16 @@ func (m *MessageReader) take() (string, bool) {
 		return "", false
 	}
 	b, _ := m.br.Peek(n)
-	if m.skipLF {
+	if m.skipLF { // the late terminator of a pause-ended message
 		switch {
-		case m.skipCR && b[0] == '\n', !m.skipCR && b[0] == '\n':
+		case b[0] == '\n':
 			_, _ = m.br.Discard(1)
 			m.skipLF, m.skipCR = false, false
 			return m.take()
-		case !m.skipCR && b[0] == '\r':
-			m.skipCR = true
+		case b[0] == '\r' && !m.skipCR:
 			_, _ = m.br.Discard(1)
+			m.skipCR = true // dropped, whether or not a `\n` follows
 			return m.take()
-		}
-		if m.skipCR { // a lone `\r` after the message: part of the next one
-			m.partial = append(m.partial, '\r')
 		}
 		m.skipLF, m.skipCR = false, false
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -49,6 +50,10 @@ func TestMessageReaderLinesAndPauses(t *testing.T) {
 	_, _ = c.Write([]byte("\n\nfive\n")) // "four"'s late LF skipped; the next empty line is a message
 	assert.Equal(t, "", read(t, m))
 	assert.Equal(t, "five", read(t, m))
+	_, _ = c.Write([]byte("six"))
+	assert.Equal(t, "six", read(t, m))
+	_, _ = c.Write([]byte("\rseven\n")) // a lone late CR is dropped too
+	assert.Equal(t, "seven", read(t, m))
 }
 
 func TestMessageReaderTooLong(t *testing.T) {
@@ -153,5 +158,72 @@ func FuzzMessageReader(f *testing.F) {
 			require.False(t, tooLong)
 			require.Equal(t, want, got)
 		}
+	})
+}
+
+// pauser delivers its input in pieces; a 0xFF byte stands for a pause: the
+// read that meets it times out, as a socket's read deadline would.
+type pauser struct{ in []byte }
+
+func (p *pauser) SetReadDeadline(time.Time) error { return nil }
+
+func (p *pauser) Read(b []byte) (int, error) {
+	if len(p.in) == 0 {
+		return 0, io.EOF
+	}
+	if p.in[0] == 0xFF {
+		p.in = p.in[1:]
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := 0
+	for n < len(b) && n < len(p.in) && p.in[n] != 0xFF && n < 3 {
+		b[n] = p.in[n]
+		n++
+	}
+	p.in = p.in[n:]
+	return n, nil
+}
+
+// FuzzMessageReaderPauses: with pauses anywhere, messages never exceed the
+// limit nor hold a `\n`, every byte that is not a terminator ends up in
+// exactly one message (when none is too long), and nothing panics.
+func FuzzMessageReaderPauses(f *testing.F) {
+	for _, s := range []string{"Alice\xff\nBob\n", "a\xff\xff\r\nb\xffc", "\xff\n\n", "x\r\xff\ry\n", "0123456789abcdefXYZ\xffok"} {
+		f.Add([]byte(s))
+	}
+	const limit = 16
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m := NewMessageReader(&pauser{in: bytes.Clone(in)}, limit, time.Second)
+		var got []string
+		tooLong := false
+		for i := 0; i <= 2*len(in)+2; i++ {
+			msg, err := m.ReadMessage(context.Background(), time.Time{})
+			if errors.Is(err, ErrLineTooLong) {
+				tooLong = true
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if IsTimeout(err) { // a pause with nothing pending
+				continue
+			}
+			require.NoError(t, err)
+			require.LessOrEqual(t, len(msg), limit)
+			require.NotContains(t, msg, "\n")
+			got = append(got, msg)
+		}
+		if tooLong {
+			return
+		}
+		keep := func(r rune) rune {
+			if r == '\n' || r == '\r' || r == 0xFF {
+				return -1
+			}
+			return r
+		}
+		want := strings.Map(keep, strings.ToValidUTF8(string(bytes.ReplaceAll(in, []byte{0xFF}, nil)), ""))
+		have := strings.Map(keep, strings.ToValidUTF8(strings.Join(got, ""), ""))
+		require.Equal(t, want, have, "the bytes of the messages are the input's, in order")
 	})
 }
