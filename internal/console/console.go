@@ -124,6 +124,20 @@ func (c *Console) RunInteractive(ctx context.Context) error {
 	origMode, _ := liner.TerminalMode()
 	ln := liner.NewLiner()
 	defer ln.Close()
+	// A closed terminal (SIGHUP) or a SIGTERM still ends the console's jobs
+	// and windows, and gives the terminal back.
+	ends := make(chan os.Signal, 1)
+	signal.Notify(ends, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(ends)
+	go func() {
+		sig, ok := <-ends
+		if !ok {
+			return
+		}
+		_ = ln.Close()
+		c.close(ctx)
+		os.Exit(128 + int(sig.(syscall.Signal)))
+	}()
 	lineMode, _ := liner.TerminalMode()
 	ln.SetCtrlCAborts(true)
 	ln.SetTabCompletionStyle(liner.TabPrints)
