@@ -5,7 +5,9 @@
 //
 // UTF-8 text lines ending in "\n" ("\r\n" accepted), except the raw bytes
 // of a transfer. A command sent without a newline ends at a pause of 200 ms
-// (-pause; negative: lines only), as a student's send() without "\n" does.
+// (-pause; negative: lines only), as a student's send() without "\n" does;
+// once a client has ended a command with a newline, only newlines end its
+// commands. The reference client reads the server's lines the same way.
 // Replies that span several lines end with a line holding only ".".
 //
 // On connect the server sends one line: the client's name, "Client01",

@@ -9,7 +9,9 @@
 // Over TCP a frame (or TCHAU) sent without a newline ends at a pause of
 // Pause (default 200 ms, --pause; negative: lines only), as a student's
 // send() without "\n" does; the reference client reads the server's
-// replies the same way. Over UDP a datagram is one frame.
+// replies the same way. Once a peer has ended a frame with a newline, only
+// newlines end its frames, so a long frame delayed part-way by a lost
+// segment is not cut in two. Over UDP a datagram is one frame.
 //
 //	client → server:  <seq> <checksum> <message>
 //	                  TCHAU

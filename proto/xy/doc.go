@@ -8,7 +8,8 @@
 // ("\r\n" accepted), or whatever arrived before a pause of Pause (default
 // 200 ms, --pause; negative: lines only) without a newline, as a student's
 // send(b"Alice") does; a "\n" arriving right after such a message is its
-// late terminator and is skipped (wire.MessageReader).
+// late terminator and is skipped. Once a peer has ended a message with a
+// newline, only newlines end its messages (wire.MessageReader).
 //
 //	server → each client, once both are connected:
 //	    Client X connected          (to the first client to connect)

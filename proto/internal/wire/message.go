@@ -26,6 +26,12 @@ type Deadliner interface {
 // thing to arrive after such a pause-ended message is its late terminator
 // and is skipped, so `send("Alice")` then `send("\n")` is one message.
 //
+// Once the peer has ended one message with a newline, the pause no longer
+// ends its messages: a peer that frames with newlines is held to them, so a
+// line delayed part-way by a lost segment (TCP's retransmission timeout is
+// at least 200 ms) is never cut in two. A peer that never sends a newline
+// keeps the pause framing throughout.
+//
 // A message longer than max bytes is read to its end (newline or pause) and
 // thrown away, and ReadMessage returns ErrLineTooLong: the stream is still
 // in step. If it goes on past MaxDiscard bytes, ReadMessage returns
@@ -43,6 +49,7 @@ type MessageReader struct {
 	discard int  // bytes of an over-long message thrown away so far
 	skipLF  bool // the last message ended by a pause: a `\n` next is its terminator
 	skipCR  bool // ... and a `\r` was already seen of that terminator
+	lines   bool // the peer has ended a message with a newline: no more pauses
 }
 
 // NewMessageReader reads messages of at most limit bytes from r. If r is a
@@ -161,6 +168,7 @@ func (m *MessageReader) take() (string, bool) {
 	}
 	line := string(TrimEOL(m.partial))
 	m.partial = m.partial[:0]
+	m.lines = true
 	return line, true
 }
 
@@ -172,7 +180,7 @@ func (m *MessageReader) arm(ctx context.Context, deadline time.Time) (bool, erro
 		return false, nil
 	}
 	d, pauseBound := deadline, false
-	if m.pause > 0 && (len(m.partial) > 0 || m.discard > 0) {
+	if m.pause > 0 && !m.lines && (len(m.partial) > 0 || m.discard > 0) {
 		if p := time.Now().Add(m.pause); d.IsZero() || p.Before(d) {
 			d, pauseBound = p, true
 		}
