@@ -40,6 +40,9 @@ command -v tshark >/dev/null || need+=(tshark)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v javac >/dev/null || need+=(default-jdk-headless)
 command -v python3 >/dev/null || need+=(python3)
+# The console's tests: ping inside hosts, tmux for `xterm` without DISPLAY.
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v tmux >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
