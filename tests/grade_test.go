@@ -126,9 +126,9 @@ func gradeClass() []gradeCase {
 		{name: "c-correct", files: map[string]string{"client.c": cClient}, outcome: "pass"},
 		{name: "java-correct", files: map[string]string{"Client.java": javaClient}, outcome: "pass"},
 		{name: "py-server-correct", files: map[string]string{"server.py": "HOST = '0.0.0.0'\n" + pyServer}, outcome: "pass"},
-		{name: "py-wrong-order", outcome: "fail", reason: "x (first to connect)", files: map[string]string{"client.py": pyClientWith(
+		{name: "py-wrong-order", outcome: "fail", reason: "each client what it sent and the reply", files: map[string]string{"client.py": pyClientWith(
 			"print(msg)\nprint(f.readline().strip())", "print(f.readline().strip())\nprint(msg)")}},
-		{name: "py-wrong-wording", outcome: "fail", reason: "ERROR", files: map[string]string{"client.py": pyClientWith(
+		{name: "py-wrong-wording", outcome: "fail", reason: "X: Client X - Alice", files: map[string]string{"client.py": pyClientWith(
 			`"Client %s: %s"`, `"Client %s - %s"`)}},
 		{name: "c-silent-crash", outcome: "crashed", reason: "exited with status 3, printing nothing", files: map[string]string{"client.c": "int main(void) { return 3; }\n"}},
 		{name: "c-segfault", outcome: "crashed", reason: "killed by signal SEGV", files: map[string]string{"client.c": "int main(void) { volatile int *p = 0; return *p; }\n"}},
@@ -196,19 +196,46 @@ type gradeReport struct {
 	Submissions int            `json:"submissions"`
 	Shards      []string       `json:"shards"`
 	Counts      map[string]int `json:"counts"`
-	Rows        []struct {
+	Checks      []struct {
+		Title  string  `json:"title"`
+		Points float64 `json:"points"`
+	} `json:"checks"`
+	Rows []struct {
 		Submission string  `json:"submission"`
 		Outcome    string  `json:"outcome"`
 		Reason     string  `json:"reason"`
 		Points     float64 `json:"points"`
 		MaxPoints  float64 `json:"max_points"`
 		Checks     []struct {
-			Title  string `json:"title"`
-			Pass   bool   `json:"pass"`
-			Detail string `json:"detail"`
+			Title  string  `json:"title"`
+			Pass   bool    `json:"pass"`
+			Manual bool    `json:"manual"`
+			Max    float64 `json:"max"`
+			Detail string  `json:"detail"`
 		} `json:"checks"`
 		Logs []string `json:"logs"`
 	} `json:"rows"`
+}
+
+func (r gradeReport) maxPoints() float64 {
+	var n float64
+	for _, c := range r.Checks {
+		n += c.Points
+	}
+	return n
+}
+
+// manualPoints are the points of the checks only a person can judge.
+func (r gradeReport) manualPoints() float64 {
+	var n float64
+	if len(r.Rows) > 0 {
+		for _, c := range r.Rows[0].Checks {
+			if c.Manual {
+				n += c.Max
+			}
+		}
+	}
+	return n
 }
 
 func readReport(t *testing.T, dir string) gradeReport {
@@ -266,7 +293,7 @@ func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
 		requireNoGradingLeft(t, name)
 	})
 	r := labctl(t, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
-		"--time-limit", "8s", "--memory", "256MiB", "--cpu", "0.5",
+		"--time-limit", "8s", "--memory", "256MiB",
 		"--program", "x={run?:client} ${server}", "--program", "server={run?:server}")
 	require.Equal(t, 0, r.code, "%s", r)
 	require.Contains(t, r.stdout, "submissions graded")
@@ -293,26 +320,15 @@ func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
 		if assert.Equal(t, want, row.Outcome, "%s: %s", c.name, row.Reason) && c.reason != "" && want == c.outcome {
 			assert.Contains(t, row.Reason, c.reason, c.name)
 		}
-		assert.Equal(t, float64(9), row.MaxPoints, c.name)
+		assert.Equal(t, rep.maxPoints(), row.MaxPoints, c.name)
 		if row.Outcome == "pass" {
-			assert.Equal(t, row.MaxPoints, row.Points, c.name)
+			assert.Equal(t, row.MaxPoints-rep.manualPoints(), row.Points, "%s: every check but those a person grades", c.name)
 		}
 	}
 	t.Logf("expected vs actual:\n  %s", strings.Join(table, "\n  "))
 	ur := rep.Rows[got["unreadable"]]
 	assert.Equal(t, "not-gradable", ur.Outcome)
 	assert.Contains(t, ur.Reason, "cannot read")
-
-	// An exit status alone never passes a role.
-	gaveUp := rep.Rows[got["py-gives-up"]]
-	var exitDetail string
-	for _, c := range gaveUp.Checks {
-		if c.Title == "client X exits with status 0" {
-			assert.False(t, c.Pass)
-			exitDetail = c.Detail
-		}
-	}
-	assert.Contains(t, exitDetail, "exited 0 without doing")
 
 	// The capped output: the log keeps the first MiB, the rest is counted.
 	big := rep.Rows[got["py-1gb-output"]]
@@ -406,11 +422,22 @@ func TestGradeShardsMergeBackIntoTheWholeClass(t *testing.T) {
 		require.NoError(t, json.Unmarshal(b, &gs))
 	}
 	require.True(t, found, "a results.json for ann")
-	assert.Equal(t, float64(9), gs.Score)
-	require.Len(t, gs.Tests, 9)
-	assert.Equal(t, "passed", gs.Tests[0].Status)
-	assert.Equal(t, "visible", gs.Tests[0].Visibility)
-	assert.Equal(t, float64(1), gs.Tests[0].MaxScore)
+	assert.Equal(t, rep.maxPoints()-rep.manualPoints(), gs.Score, "every automatic check passed")
+	var automatic int
+	for _, c := range rep.Rows[0].Checks {
+		if !c.Manual {
+			automatic++
+		}
+	}
+	require.Len(t, gs.Tests, automatic, "one test per check a program can judge")
+	var sum float64
+	for _, tc := range gs.Tests {
+		assert.Equal(t, "passed", tc.Status, tc.Name)
+		assert.Equal(t, "visible", tc.Visibility)
+		assert.Equal(t, tc.MaxScore, tc.Score, tc.Name)
+		sum += tc.Score
+	}
+	assert.Equal(t, gs.Score, sum)
 }
 
 func TestGradeInterruptTearsDownEveryLabAndReportsWhatFinished(t *testing.T) {
@@ -457,4 +484,41 @@ func TestGradeInterruptTearsDownEveryLabAndReportsWhatFinished(t *testing.T) {
 	require.Len(t, rep.Rows, 1, "only the empty folder finished")
 	assert.Equal(t, "a-empty", rep.Rows[0].Submission)
 	requireNoGradingLeft(t, name)
+}
+
+func TestGradeAnExitStatusAloneNeverPassesARole(t *testing.T) {
+	lab := writeLab(t, "greet.yaml", `name: greet
+hosts:
+  a:
+    programs:
+      - {name: hello, command: echo hello, time_limit: 10s}
+  b: {}
+links:
+  - endpoints: [a, b]
+checks:
+  - {name: a says hello, output: a/hello, contains: hello}
+  - {name: a ends cleanly, exit: a/hello}
+`)
+	dir := writeClass(t, []gradeCase{
+		{name: "quits", files: map[string]string{"quit.sh": "exit 0\n"}},
+		{name: "greets", files: map[string]string{"quit.sh": "echo hello\n"}},
+	})
+	name := labName("gt")
+	out := filepath.Join(t.TempDir(), "report")
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	r := labctl(t, "grade", "-f", lab, "--submissions", dir, "--name", name, "--out", out, "--program", "a=sh quit.sh")
+	require.Equal(t, 0, r.code, "%s", r)
+	rep := readReport(t, out)
+	require.Len(t, rep.Rows, 2)
+	greets, quits := rep.Rows[0], rep.Rows[1]
+	assert.Equal(t, "pass", greets.Outcome, greets.Reason)
+	assert.Equal(t, float64(2), greets.Points)
+	assert.Equal(t, "fail", quits.Outcome)
+	assert.Equal(t, float64(0), quits.Points, "its exit status 0 earns nothing")
+	require.Len(t, quits.Checks, 2)
+	assert.False(t, quits.Checks[1].Pass)
+	assert.Equal(t, "a/hello exited 0 without doing: a says hello", quits.Checks[1].Detail)
 }
