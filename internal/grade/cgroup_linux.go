@@ -15,9 +15,9 @@ import (
 // Limits bound what one submission's processes may use together: every
 // program of the submission (and its build) runs in one cgroup.
 type Limits struct {
-	Memory int64 // bytes, swap included where the kernel accounts it
-	Pids   int   // processes and threads: a fork bomb stops here
-	CPU    float64
+	Memory int64   `json:"memory"` // bytes, swap included where the kernel accounts it
+	Pids   int     `json:"pids"`   // processes and threads: a fork bomb stops here
+	CPU    float64 `json:"cpu"`    // CPUs
 }
 
 // DefaultLimits suit the course programs with a wide margin.
