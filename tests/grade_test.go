@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,6 +272,50 @@ func requireNoGradingLeft(t *testing.T, name string) {
 		_, err := os.Stat(d)
 		require.True(t, os.IsNotExist(err), "cgroup %s left behind", d)
 	}
+	_, err := os.Stat(filepath.Join("/var/lib/labctl/grade", name))
+	require.True(t, os.IsNotExist(err), "the grading's copies are left behind")
+}
+
+// requireNoSubmissionProcess checks that no process of a submission's
+// user is left (the slots' users start at 1879048192) once no grading
+// runs any more: one being killed may take a moment to go.
+func requireNoSubmissionProcess(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := submissionProcesses()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes of a submission's user are left: %s", strings.Join(left, "; "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func submissionProcesses() []string {
+	var left []string
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		var name, state string
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			switch {
+			case len(f) > 1 && f[0] == "Name:":
+				name = f[1]
+			case len(f) > 1 && f[0] == "State:":
+				state = f[1]
+			case len(f) > 1 && f[0] == "Uid:" && strings.HasPrefix(f[1], "18790481"):
+				left = append(left, fmt.Sprintf("pid %s %s (%s, uid %s)", p.Name(), name, state, f[1]))
+			}
+		}
+	}
+	return left
 }
 
 func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
@@ -297,6 +342,7 @@ func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
 		"--program", "x={run?:client} ${server}", "--program", "server={run?:server}")
 	require.Equal(t, 0, r.code, "%s", r)
 	require.Contains(t, r.stdout, "submissions graded")
+	requireNoSubmissionProcess(t) // the fork bomb's included
 	rep := readReport(t, out)
 	require.Len(t, rep.Rows, len(cases)+1, "%s", r)
 	assert.Contains(t, rep.Cgroup, "v", "the report says which cgroup interface confined the submissions")
@@ -484,6 +530,7 @@ func TestGradeInterruptTearsDownEveryLabAndReportsWhatFinished(t *testing.T) {
 	require.Len(t, rep.Rows, 1, "only the empty folder finished")
 	assert.Equal(t, "a-empty", rep.Rows[0].Submission)
 	requireNoGradingLeft(t, name)
+	requireNoSubmissionProcess(t)
 }
 
 func TestGradeAnExitStatusAloneNeverPassesARole(t *testing.T) {

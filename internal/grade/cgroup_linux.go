@@ -104,7 +104,16 @@ func newCgroupRootV2(mount, name string) (*cgroupRoot, error) {
 	for _, dir := range []string{mount, top, d} {
 		for _, w := range want {
 			// One at a time: a controller already on is no error.
-			_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(w), 0)
+			err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(w), 0)
+			if errors.Is(err, syscall.EBUSY) && dir == mount {
+				// A container's cgroup root holds its processes, and a
+				// cgroup with processes may not hand controllers down:
+				// move them into a child first, as docker-in-docker does.
+				if err := evacuate(mount); err != nil {
+					return nil, err
+				}
+				_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(w), 0)
+			}
 		}
 	}
 	on, err := os.ReadFile(filepath.Join(d, "cgroup.subtree_control"))
@@ -112,6 +121,24 @@ func newCgroupRootV2(mount, name string) (*cgroupRoot, error) {
 		return nil, fmt.Errorf("cgroups: cannot enable the memory and pids controllers in %q (%q)", d, strings.TrimSpace(string(on)))
 	}
 	return &cgroupRoot{version: 2, dirs: []string{d}}, nil
+}
+
+// evacuate moves every process of a (namespaced) cgroup v2 root into its
+// child "init".
+func evacuate(mount string) error {
+	init := filepath.Join(mount, "init")
+	if err := os.MkdirAll(init, 0o755); err != nil {
+		return fmt.Errorf("cgroups: make %q: %w", init, err)
+	}
+	b, err := os.ReadFile(filepath.Join(mount, "cgroup.procs"))
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	for _, pid := range strings.Fields(string(b)) {
+		// A process that is gone, or a kernel thread, stays: no error.
+		_ = os.WriteFile(filepath.Join(init, "cgroup.procs"), []byte(pid), 0)
+	}
+	return nil
 }
 
 func hasAll(have []string, want ...string) bool {
