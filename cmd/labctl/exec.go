@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 
 	"github.com/labctl/labctl/nodes"
@@ -38,24 +37,13 @@ func newExecCmd() *cobra.Command {
 				}
 				argv = []string{sh}
 			}
-			code, err := nodes.ExecIn(st, args[0], argv)
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &exitError{code: code, err: errSilent}
-			}
-			return nil
+			return nodes.ExecReplace(st, args[0], argv)
 		},
 	}
 	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
-
-// errSilent ends labctl with an exit status and no message: the command
-// run by exec has said what it had to.
-var errSilent = errors.New("")
 
 // loadLab loads the named lab, or the only one up.
 func loadLab(name string) (*nodes.State, error) {
