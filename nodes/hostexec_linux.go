@@ -36,8 +36,8 @@ type hostSetup struct {
 	// Unshare: make the UTS and mount namespaces here, for this thread
 	// (which then execs), when the wrapper was not started in fresh ones
 	// (`labctl exec` replaces itself with it).
-	Unshare bool `json:"unshare,omitempty"`
-	Path   string   `json:"path"` // the executable; argv follows
+	Unshare bool   `json:"unshare,omitempty"`
+	Path    string `json:"path"` // the executable; argv follows
 }
 
 // HostExec is the `labctl hostexec SETUP ARGV...` wrapper. It returns only
