@@ -16,8 +16,12 @@ import (
 
 // StartDaemon starts this labctl binary with args as a detached daemon
 // serving the lab (its own session, stdio to DIR/ROLE.log), marked with
-// the lab's tag in its environment, and records it in the state.
-func StartDaemon(st *State, role string, args []string) (*Daemon, error) {
+// the lab's tag in its environment, and records it in st. Call it on the
+// state that UpdateState (or Deploy) holds under the lab's lock: that
+// writes the record, and no `down` can run between the start and it. Even
+// so the tag lets `down` find a daemon whose record never reached the
+// disk.
+func (st *State) StartDaemon(role string, args []string) (*Daemon, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: find labctl binary: %w", st.Lab, err)
@@ -38,9 +42,6 @@ func StartDaemon(st *State, role string, args []string) (*Daemon, error) {
 	d := Daemon{Role: role, PID: cmd.Process.Pid, StartTime: procStartTime(cmd.Process.Pid)}
 	_ = cmd.Process.Release()
 	st.Daemons = append(st.Daemons, d)
-	if err := st.Save(); err != nil {
-		return &d, err
-	}
 	return &d, nil
 }
 

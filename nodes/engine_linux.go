@@ -13,8 +13,11 @@ import (
 // startEngine starts the lab's userspace link engine as a daemon and waits
 // until it serves its links (its control socket answers), bounded in time.
 func startEngine(ctx context.Context, st *State, log *slog.Logger) error {
-	d, err := StartDaemon(st, "engine", netem.EngineArgs(st.Lab))
+	d, err := st.StartDaemon("engine", netem.EngineArgs(st.Lab))
 	if err != nil {
+		return err
+	}
+	if err := st.save(); err != nil { // Deploy holds the lab's lock
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
