@@ -103,10 +103,7 @@ func TestSIGKILLedUpLeavesNothingDownCannotRemove(t *testing.T) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		r := labctl(t, "down", lab)
-		if r.code != 0 {
-			// Killed before it wrote anything: then nothing may exist.
-			assert.Contains(t, r.stderr, "no such lab", "%s", r)
-		}
+		require.Equal(t, 0, r.code, "%s", r)
 		requireNoLeftovers(t, lab)
 	}
 }
@@ -117,9 +114,20 @@ func TestBadInputGetsOneLineErrors(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Equal(t, "labctl: "+bad+":5: links[0].endpoints: no node \"c\"\n", r.stderr)
 
+	// down is idempotent: a lab that is not up is not an error, but said.
 	r = labctl(t, "down", "no-such-lab-here")
+	assert.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "lab no-such-lab-here: no such lab")
+	// Every other verb on a lab that is not up fails, saying so.
+	for _, args := range [][]string{{"inspect", "no-such-lab-here"}, {"netem", "set", "no-such-lab-here", "h1-s1", "--delay", "1ms"},
+		{"ping", "no-such-lab-here", "h1", "h2"}, {"exec", "--lab", "no-such-lab-here", "h1", "--", "true"}} {
+		r = labctl(t, args...)
+		assert.Equal(t, 1, r.code, "%v: %s", args, r)
+		assert.Contains(t, r.stderr, `lab "no-such-lab-here": no such lab`, "%v", args)
+	}
+	r = labctl(t, "down", "../../etc")
 	assert.NotEqual(t, 0, r.code)
-	assert.Contains(t, r.stderr, `lab "no-such-lab-here": no such lab`)
+	assert.Contains(t, r.stderr, "not a lab name")
 
 	lab, _ := up(t, "dup", "--topo", "minimal")
 	r = labctl(t, "up", "--name", lab, "--topo", "minimal")
