@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -30,17 +31,24 @@ func find(t *testing.T, root *cobra.Command, path ...string) *cobra.Command {
 	return c
 }
 
-// TestHelpShowsNoBackquotedType: pflag takes a `backquoted` word of a
-// flag's usage as the name of its value (`--for fault LAB LINK up`), so
-// no usage may hold one.
+// TestHelpShowsNoBackquotedType: pflag takes the first `backquoted` text
+// of a flag's usage as the name of its value, so a command quoted that way
+// renders as "--for fault LAB LINK up". Backquotes may only name a value
+// (`FILE`).
 func TestHelpShowsNoBackquotedType(t *testing.T) {
 	root := newRootCmd()
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	placeholder := regexp.MustCompile("^[A-Z][A-Z0-9_]*$")
 	walk(root, func(c *cobra.Command) {
 		for _, fs := range []*pflag.FlagSet{c.LocalFlags(), c.PersistentFlags()} {
 			fs.VisitAll(func(f *pflag.Flag) {
-				assert.NotContains(t, f.Usage, "`", "%s --%s", c.CommandPath(), f.Name)
+				name, _ := pflag.UnquoteUsage(f)
+				assert.NotContains(t, name, " ", "%s --%s renders its value as %q", c.CommandPath(), f.Name, name)
+				if strings.Contains(f.Usage, "`") {
+					assert.Regexp(t, placeholder, name, "%s --%s: backquotes only name the value", c.CommandPath(), f.Name)
+					assert.Equal(t, 2, strings.Count(f.Usage, "`"), "%s --%s", c.CommandPath(), f.Name)
+				}
 			})
 		}
 	})
@@ -60,7 +68,8 @@ func TestRootIsCheckedInOnePlace(t *testing.T) {
 		assert.False(t, needsRoot(find(t, root, p...)), "%v needs no root", p)
 	}
 	for _, p := range [][]string{{"up"}, {"down"}, {"run"}, {"exec"}, {"ping"}, {"pingall"}, {"netem", "set"},
-		{"netem", "show"}, {"netem", "reset"}, {"fault"}, {"capture"}, {"verify"}, {"clean"}, {"engine"}, {"supervise"}} {
+		{"netem", "show"}, {"netem", "reset"}, {"fault"}, {"capture"}, {"verify"}, {"clean"}, {"engine"}, {"supervise"},
+		{"cli"}, {"term"}} {
 		assert.True(t, needsRoot(find(t, root, p...)), "%v needs root", p)
 	}
 	assert.False(t, needsRoot(root), "bare labctl prints help")
@@ -89,7 +98,7 @@ func TestRootIsCheckedInOnePlace(t *testing.T) {
 func TestEveryLabVerbNamesTheLabTheSameWay(t *testing.T) {
 	root := newRootCmd()
 	for _, p := range [][]string{{"down"}, {"exec"}, {"ping"}, {"pingall"}, {"inspect"}, {"logs"}, {"graph"}, {"verify"},
-		{"netem", "set"}, {"netem", "show"}, {"netem", "reset"}, {"fault"}, {"capture"}} {
+		{"netem", "set"}, {"netem", "show"}, {"netem", "reset"}, {"fault"}, {"capture"}, {"cli"}, {"term"}} {
 		f := find(t, root, p...).Flags().Lookup("lab")
 		if assert.NotNil(t, f, "%v has no --lab", p) {
 			assert.Equal(t, "l", f.Shorthand, "%v", p)
