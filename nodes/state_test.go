@@ -129,3 +129,30 @@ func TestLoadSaysWhatIsWrong(t *testing.T) {
 		assert.ErrorIs(t, err, ErrBadName, "%q", bad)
 	}
 }
+
+func TestStartDaemonRecordsUnderTheLock(t *testing.T) {
+	lab := tempLab(t)
+	noop := []string{"-test.run=^$"} // this test binary, exiting at once
+	st := &State{Lab: lab, ID: "one", Phase: PhaseUp}
+	_, err := StartDaemon(st, "noop", noop)
+	require.ErrorIs(t, err, ErrNoLab, "nothing starts for a lab that is not up")
+	_, statErr := os.Stat(Dir(lab))
+	assert.True(t, os.IsNotExist(statErr))
+
+	require.NoError(t, st.save())
+	d, err := StartDaemon(st, "noop", noop)
+	require.NoError(t, err)
+	assert.Positive(t, d.PID)
+	got, err := Load(lab)
+	require.NoError(t, err)
+	require.Len(t, got.Daemons, 1)
+	assert.Equal(t, d.PID, got.Daemons[0].PID)
+	assert.Equal(t, got.Daemons, st.Daemons, "the caller's state is refreshed")
+
+	// Another deployment of the same lab name is not this one.
+	_, err = StartDaemon(&State{Lab: lab, ID: "two", Phase: PhaseUp}, "noop", noop)
+	require.ErrorIs(t, err, ErrNoLab)
+	// Inside Deploy the lock is held already: say so rather than wait.
+	_, err = StartDaemon(&State{Lab: lab, ID: "one", Phase: PhaseDeploying}, "noop", noop)
+	assert.ErrorContains(t, err, "during Deploy")
+}
