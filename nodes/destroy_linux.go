@@ -73,8 +73,12 @@ func destroyByTags(ctx context.Context, lab string, log *slog.Logger) (bool, err
 		if !strings.HasPrefix(ns, NSPrefix+lab+"-") {
 			continue
 		}
-		if tag := nsTag(ns); !ours(tag) {
-			log.Warn("namespace has the lab's prefix but not its tag; left alone", "netns", ns, "tag", tag)
+		switch tag := nsTag(ns); {
+		case ours(tag):
+		case strings.HasPrefix(tag, TagPrefix):
+			continue // lab "a-b"'s node "c" for lab "a": lab-a-b-c
+		default:
+			log.Warn("namespace has the lab's prefix but no labctl tag; left alone", "netns", ns)
 			continue
 		}
 		nss = append(nss, ns)

@@ -209,3 +209,27 @@ func procAlive(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
+
+// TestDownByTagsSparesALabWhoseNameSharesThePrefix: with its state file
+// lost, lab L is taken down by its tags; lab L-a, whose namespaces also
+// start lab-L-, is left up and working.
+func TestDownByTagsSparesALabWhoseNameSharesThePrefix(t *testing.T) {
+	lab := upSleeper(t, "pfx")
+	neighbour := lab + "-a"
+	t.Cleanup(func() {
+		labctl(t, "down", neighbour)
+		requireNoLeftovers(t, neighbour)
+	})
+	r := labctl(t, "up", "--name", neighbour, "-f", writeLab(t, "sleeper.yaml", sleeperLab), "-d")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.NoError(t, os.Remove(statePath(lab)))
+	r = labctl(t, "down", lab)
+	require.Equal(t, 0, r.code, "%s", r)
+	requireNoLeftovers(t, lab)
+	r = labctl(t, "ping", neighbour, "a", "b", "-c", "1")
+	assert.Equal(t, 0, r.code, "the neighbour lab still works: %s", r)
+	assert.Len(t, inspect(t, neighbour).Daemons, 2)
+	for _, d := range inspect(t, neighbour).Daemons {
+		assert.True(t, procAlive(d.PID), "the neighbour's %s daemon", d.Role)
+	}
+}
