@@ -104,7 +104,7 @@ func oneLab(args []string, list func() ([]string, error)) (string, error) {
 
 // addLabFlag gives a verb its -l/--lab flag.
 func addLabFlag(cmd *cobra.Command, dst *string) {
-	cmd.Flags().StringVarP(dst, "lab", "l", "", "the lab (default: the only one up); or give it as the first argument")
+	cmd.Flags().StringVarP(dst, "lab", "l", "", "act on lab `LAB` (default: the only one up; or give LAB as the first argument)")
 }
 
 // labArgs finds the lab a verb acts on and the arguments that follow it.
