@@ -33,7 +33,11 @@ type hostSetup struct {
 	GID    int      `json:"gid"`
 	Dir    string   `json:"dir"`
 	PPID   int      `json:"ppid"`
-	Path   string   `json:"path"` // the executable; argv follows
+	// Unshare: make the UTS and mount namespaces here, for this thread
+	// (which then execs), when the wrapper was not started in fresh ones
+	// (`labctl exec` replaces itself with it).
+	Unshare bool   `json:"unshare,omitempty"`
+	Path    string `json:"path"` // the executable; argv follows
 }
 
 // HostExec is the `labctl hostexec SETUP ARGV...` wrapper. It returns only
@@ -57,6 +61,11 @@ func HostExec(args []string) error {
 }
 
 func (hs hostSetup) enter() error {
+	if hs.Unshare {
+		if err := unix.Unshare(unix.CLONE_NEWUTS | unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+	}
 	if err := unix.Sethostname([]byte(hs.Hostname)); err != nil {
 		return fmt.Errorf("set hostname: %w", err)
 	}

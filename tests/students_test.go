@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -330,4 +331,28 @@ checks:
 	orig, err := os.ReadFile(filepath.Join(dir, "answers.txt"))
 	require.NoError(t, err)
 	assert.Empty(t, orig, "the original folder is untouched")
+}
+
+// TestPathReachesAnInterpreterUnderAClosedFolder runs a pyenv python3
+// (under /root, which is 0700) as nobody, through path:.
+func TestPathReachesAnInterpreterUnderAClosedFolder(t *testing.T) {
+	bins, _ := filepath.Glob("/root/.pyenv/versions/3.*/bin/python3")
+	if len(bins) == 0 {
+		t.Skip("no pyenv python3 under /root on this machine")
+	}
+	dir := filepath.Dir(bins[len(bins)-1])
+	f := writeLab(t, "path.yaml", twoHosts+`
+hosts:
+  a:
+    programs:
+      - name: py
+        command: ["python3", "-c", "import os, sys, tkinter; print(os.getuid(), sys.executable, tkinter.TkVersion > 0); print(sorted(os.listdir('/root')))"]
+        path: [`+dir+`]
+  b: {}
+checks:
+  - output: a/py
+    matches: ['^65534 `+regexp.QuoteMeta(dir)+`/python3 True$', "^\\['.pyenv'\\]$"]
+`)
+	_, r := up(t, "path", "-f", f)
+	assert.Contains(t, r.stdout, "1 passed, 0 failed", "%s", r)
 }

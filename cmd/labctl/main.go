@@ -3,16 +3,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 )
 
 func main() {
 	if err := run(); err != nil {
-		if !errors.Is(err, errSilent) {
-			fmt.Fprintln(os.Stderr, "labctl:", err)
-		}
+		fmt.Fprintln(os.Stderr, "labctl:", err)
 		os.Exit(exitCode(err))
 	}
 }
