@@ -143,14 +143,22 @@ func dialIn(t testing.TB, lab, host, addr string) net.Conn {
 	return c
 }
 
+// tryDialIn dials from host. A fresh lab's first connection can meet "no
+// route to host" while its links finish coming up (neighbour discovery
+// fails once): that error alone is retried, within 10 s.
 func tryDialIn(lab, host, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := nsdo.DoNamed("lab-"+lab+"-"+host, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
-		return err
-	})
-	return c, err
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := nsdo.DoNamed("lab-"+lab+"-"+host, func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+			return err
+		})
+		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Now().After(deadline) {
+			return c, err
+		}
+	}
 }
 
 // lineConn is a raw protocol connection for tests that misbehave on purpose.
