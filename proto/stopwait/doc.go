@@ -113,13 +113,18 @@
 //     default) — and 2 min is twice Linux's TIME-WAIT and far beyond any
 //     lab delay or queue; only a seq-0 copy could be mistaken for a new
 //     session at all. Memory is bounded by MaxEnded (default 65536 records
-//     of about 100 bytes, --max-ended): at the bound, frames from new
+//     of about 100 bytes, --max-ended; expired sessions being recorded can
+//     pass it by at most MaxSessions): at the bound, frames from new
 //     addresses are ignored, as at MaxSessions, until the oldest record
 //     ages out — a record is never dropped early. A client that reuses the
 //     address of a session ended less than EndedAge ago gets "ERROR session
 //     ended" (a new socket takes a new ephemeral port).
-//   - It expires after IdleTimeout (default 60 s) without a datagram; a
-//     frame arriving later opens a new session that expects seq 0.
+//   - It expires after IdleTimeout (default 60 s) without a datagram. If it
+//     delivered anything it is then remembered like a session ended by
+//     TCHAU (below), so a late copy of its frame 0 is not delivered again;
+//     a session that delivered nothing is simply forgotten. A frame from
+//     an address with no session and no record opens a new session that
+//     expects seq 0.
 //   - At MaxSessions, frames from new addresses are ignored without an
 //     answer, as a TCP newcomer waits unanswered in the backlog: the
 //     client's timer retransmits and it gets in once a session ends or
