@@ -170,7 +170,7 @@ func newGradeMergeCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "", "folder for the merged report")
 	cmd.Flags().StringSliceVar(&formats, "format", []string{"csv", "json", "html"}, "reports: csv, json, html, gradescope")
-	return cmd
+	return rootless(cmd) // it only reads and writes reports
 }
 
 func newGradeDownCmd() *cobra.Command {
