@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -252,13 +253,15 @@ func readReport(t *testing.T, dir string) gradeReport {
 // left on the machine.
 func requireNoGradingLeft(t *testing.T, name string) {
 	t.Helper()
+	labRE := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `-[0-9]{3,}$`)
+	nsRE := regexp.MustCompile(`^lab-` + regexp.QuoteMeta(name) + `-[0-9]{3,}-`)
 	ents, _ := os.ReadDir("/run/labctl")
 	for _, e := range ents {
-		require.False(t, strings.HasPrefix(e.Name(), name+"-"), "lab %s of grading %s left behind", e.Name(), name)
+		require.False(t, labRE.MatchString(e.Name()), "lab %s of grading %s left behind", e.Name(), name)
 	}
 	ns, _ := os.ReadDir("/run/netns")
 	for _, e := range ns {
-		require.False(t, strings.HasPrefix(e.Name(), "lab-"+name+"-"), "netns %s left behind", e.Name())
+		require.False(t, nsRE.MatchString(e.Name()), "netns %s left behind", e.Name())
 	}
 	own, _ := os.ReadFile("/proc/self/cgroup")
 	dirs := []string{"/sys/fs/cgroup/labctl-grade/" + name, "/sys/fs/cgroup/unified/labctl-grade/" + name}
@@ -568,4 +571,51 @@ checks:
 	require.Len(t, quits.Checks, 2)
 	assert.False(t, quits.Checks[1].Pass)
 	assert.Equal(t, "a/hello exited 0 without doing: a says hello", quits.Checks[1].Detail)
+}
+
+func TestGradeDownAfterACrashTakesDownExactlyThatGrading(t *testing.T) {
+	cases := []gradeCase{}
+	for _, n := range []string{"h1", "h2"} {
+		cases = append(cases, gradeCase{name: n, files: map[string]string{"client.py": pyClientWith("name = input()", "import time\nwhile True: time.sleep(1)")}})
+	}
+	dir := writeClass(t, cases)
+	name := labName("gt")
+	out := filepath.Join(t.TempDir(), "report")
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	// Someone else's lab whose name starts like the grading's must survive.
+	other := name + "-web"
+	t.Cleanup(func() { labctl(t, "down", other) })
+	require.Equal(t, 0, labctl(t, "up", "--name", other, "--topo", "minimal", "--test", "none").code)
+	cmd := exec.Command(bin, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
+		"--time-limit", "60s", "--program", "x=python3 client.py ${server}")
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b0, _ := os.ReadFile(filepath.Join("/run/labctl", name+"-000", "logs", "x", "client.log"))
+		b1, _ := os.ReadFile(filepath.Join("/run/labctl", name+"-001", "logs", "x", "client.log"))
+		if strings.Contains(string(b0), "started as pid") && strings.Contains(string(b1), "started as pid") {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the submissions never started")
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Kill()) // a crash: no chance to clean up
+	_ = cmd.Wait()
+
+	st := labctl(t, "status")
+	require.Equal(t, 0, st.code, "%s", st)
+	assert.Contains(t, st.stdout, name+"-000")
+	assert.Contains(t, st.stdout, "orphaned: labctl grade down "+name)
+	assert.NotEmpty(t, submissionProcesses(), "the crash left the submissions running")
+
+	r := labctl(t, "grade", "down", name)
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "2 labs taken down")
+	requireNoGradingLeft(t, name)
+	requireNoSubmissionProcess(t)
+	st = labctl(t, "status")
+	assert.Contains(t, st.stdout, other, "another lab is not the grading's")
 }

@@ -60,33 +60,73 @@ var mountsFile = "/proc/self/mounts"
 // memory and pids hierarchies (nested under labctl's own cgroup there, so
 // any limit around labctl still applies).
 func newCgroupRoot(name string) (*cgroupRoot, error) {
-	mounts, err := cgroupMounts()
+	r, mount, err := findCgroupRoot(name)
 	if err != nil {
 		return nil, err
+	}
+	if r.version == 2 {
+		return newCgroupRootV2(mount, name)
+	}
+	for _, d := range r.dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("cgroups: make %q: %w", d, err)
+		}
+	}
+	return r, nil
+}
+
+// findCgroupRoot says where a grading's cgroups are (or would be), and
+// the v2 mount point.
+func findCgroupRoot(name string) (*cgroupRoot, string, error) {
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return nil, "", err
 	}
 	if dir, ok := mounts["cgroup2"]; ok {
 		if ctl, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers")); err == nil &&
 			hasAll(strings.Fields(string(ctl)), "memory", "pids") {
-			return newCgroupRootV2(dir, name)
+			return &cgroupRoot{version: 2, dirs: []string{filepath.Join(dir, "labctl-grade", name)}}, dir, nil
 		}
 	}
 	var dirs []string
 	for _, c := range []string{"cpu", "memory", "pids"} {
 		m, ok := mounts[c]
 		if !ok {
-			return nil, fmt.Errorf("cgroups: neither cgroup v2 with memory and pids controllers nor a v1 %q hierarchy is mounted", c)
+			return nil, "", fmt.Errorf("cgroups: neither cgroup v2 with memory and pids controllers nor a v1 %q hierarchy is mounted", c)
 		}
 		own, err := ownCgroup(c)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		d := filepath.Join(m, own, "labctl-grade-"+name)
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("cgroups: make %q: %w", d, err)
-		}
-		dirs = append(dirs, d)
+		dirs = append(dirs, filepath.Join(m, own, "labctl-grade-"+name))
 	}
-	return &cgroupRoot{version: 1, dirs: dirs}, nil
+	return &cgroupRoot{version: 1, dirs: dirs}, "", nil
+}
+
+// removeCgroups kills every process in a grading's cgroups and removes
+// them (what a crashed labctl grade left).
+func removeCgroups(name string) {
+	r, _, err := findCgroupRoot(name)
+	if err != nil {
+		return
+	}
+	kids := map[string]bool{}
+	for _, d := range r.dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() {
+				kids[e.Name()] = true
+			}
+		}
+	}
+	for k := range kids {
+		cg := &cgroup{version: r.version}
+		for _, d := range r.dirs {
+			cg.dirs = append(cg.dirs, filepath.Join(d, k))
+		}
+		cg.remove()
+	}
+	r.remove()
 }
 
 func newCgroupRootV2(mount, name string) (*cgroupRoot, error) {
@@ -215,6 +255,7 @@ func (r *cgroupRoot) child(name string, lim Limits) (*cgroup, error) {
 		}
 		cg.dirs = append(cg.dirs, c)
 	}
+	cg.killAll() // a crashed run's leftovers in a cgroup of the same name
 	if err := cg.limit(lim); err != nil {
 		cg.remove()
 		return nil, err

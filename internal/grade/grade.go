@@ -440,5 +440,12 @@ func Down(ctx context.Context, grading string, orphansOnly bool, log *slog.Logge
 			errs = append(errs, fmt.Errorf("lab %q: %w", l, err))
 		}
 	}
+	if !orphansOnly {
+		// The grading's processes, cgroups and copies go too.
+		removeCgroups(grading)
+		if err := os.RemoveAll(workRoot(grading)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return n, errors.Join(errs...)
 }
