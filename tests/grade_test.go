@@ -80,6 +80,46 @@ public class Client {
 }
 `
 
+const goClient = `package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+)
+
+func main() {
+	c, err := net.Dial("tcp", os.Args[1]+":12000")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	in := bufio.NewReader(c)
+	hello, _ := in.ReadString('\n')
+	hello = strings.TrimSpace(hello)
+	fmt.Println(hello)
+	name, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	msg := fmt.Sprintf("Client %s: %s", strings.Fields(hello)[1], strings.TrimSpace(name))
+	fmt.Fprintln(c, msg)
+	fmt.Println(msg)
+	reply, _ := in.ReadString('\n')
+	fmt.Print(reply)
+}
+`
+
+// goForBuilds says whether builds find a Go toolchain where labctl grade
+// looks (the system's PATH, /usr/local/go/bin, /usr/lib/go/bin).
+func goForBuilds() bool {
+	for _, d := range []string{"/usr/local/bin", "/usr/bin", "/bin", "/usr/local/go/bin", "/usr/lib/go/bin"} {
+		if _, err := os.Stat(filepath.Join(d, "go")); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // pyServer is a correct X/Y server; HOST is where it binds.
 const pyServer = `import socket, threading, queue
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,7 +180,7 @@ func gradeClass() []gradeCase {
 		{name: "c-fork-bomb", outcome: "timeout", reason: "pids limit", files: map[string]string{"client.c": "#include <unistd.h>\nint main(void) { for (;;) fork(); }\n"}},
 		{name: "py-1gb-output", outcome: "pass", reason: "output capped", files: map[string]string{"client.py": pyClient +
 			"import sys\nchunk = b'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.buffer.write(chunk)\n"}},
-		{name: "py-out-of-memory", outcome: "out-of-memory", reason: "memory limit", files: map[string]string{"client.py": pyClientWith(
+		{name: "py-out-of-memory", outcome: "out-of-memory", reason: "memory limit of 512 MiB", files: map[string]string{"client.py": pyClientWith(
 			"name = input()", "hog = []\nwhile True: hog.append(b'x' * (16 << 20))")}},
 		{name: "py-gives-up", outcome: "fail", reason: "", files: map[string]string{"client.py": pyClientWith(
 			"name = input()", "raise SystemExit(0)")}},
@@ -328,6 +368,9 @@ func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
 		}
 	}
 	cases := gradeClass()
+	if goForBuilds() {
+		cases = append(cases, gradeCase{name: "go-correct", files: map[string]string{"client.go": goClient}, outcome: "pass"})
+	}
 	dir := writeClass(t, cases)
 	// An unreadable submission: a link to nowhere.
 	require.NoError(t, os.Symlink("/nonexistent/labctl-grade", filepath.Join(dir, "unreadable")))
@@ -341,7 +384,7 @@ func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
 		requireNoGradingLeft(t, name)
 	})
 	r := labctl(t, "grade", "xy", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
-		"--time-limit", "8s", "--memory", "256MiB",
+		"--time-limit", "8s",
 		"--program", "x={run?:client} ${server}", "--program", "server={run?:server}")
 	require.Equal(t, 0, r.code, "%s", r)
 	require.Contains(t, r.stdout, "submissions graded")
@@ -349,6 +392,7 @@ func TestGradeClassOfGeneratedSubmissions(t *testing.T) {
 	rep := readReport(t, out)
 	require.Len(t, rep.Rows, len(cases)+1, "%s", r)
 	assert.Contains(t, rep.Cgroup, "v", "the report says which cgroup interface confined the submissions")
+	assert.Contains(t, r.stdout, "cgroup "+rep.Cgroup)
 	got := map[string]int{}
 	for i, row := range rep.Rows {
 		got[row.Submission] = i

@@ -15,9 +15,9 @@ import (
 //	{dir}         the program's working folder: a writable copy of the
 //	              submission (built), in its host's home
 //	{name}        the submission's folder name
-//	{run:STEM}    run the program whose source is STEM.py, STEM.c or
-//	              STEM.java (any case): `python3 STEM.py`, `./STEM.bin`,
-//	              `java -cp . Stem`; its build step is implied
+//	{run:STEM}    run the program whose source is STEM.py, STEM.c,
+//	              STEM.java or STEM.go (any case): `python3 STEM.py`,
+//	              `./STEM.bin`, `java -cp . Stem`; its build step is implied
 //	{run?:STEM}   the same, but a submission without STEM keeps the lab's
 //	              reference program in this role (the report says so)
 var runRE = regexp.MustCompile(`\{run(\??):([A-Za-z0-9_.-]+)\}`)
@@ -56,11 +56,14 @@ func findSource(dir, stem string) (source, error) {
 			found = append(found, source{"c", e.Name(), "cc -O2 -o " + bin + " " + q + " -lm", "./" + bin})
 		case ".java":
 			found = append(found, source{"java", e.Name(), "javac -d . " + q, "java -cp . " + shellQuote(base)})
+		case ".go":
+			bin := shellQuote(base + ".bin")
+			found = append(found, source{"go", e.Name(), "go build -o " + bin + " " + q, "./" + bin})
 		}
 	}
 	switch len(found) {
 	case 0:
-		return source{}, fmt.Errorf("no %s.py, %s.c or %s.java: %w", stem, stem, stem, errAbsent)
+		return source{}, fmt.Errorf("no %s.py, %s.c, %s.java or %s.go: %w", stem, stem, stem, stem, errAbsent)
 	case 1:
 		return found[0], nil
 	}

@@ -18,8 +18,9 @@ import (
 	"github.com/labctl/labctl/topo"
 )
 
-// cleanPath is the PATH builds get (the programs' own comes from the lab).
-const cleanPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// buildPath is the PATH builds get (the programs' own comes from the
+// lab): the system's, and Go's usual home.
+const buildPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/go/bin:/usr/lib/go/bin"
 
 // resultPoll is how often the grader looks for a lab's result file.
 const resultPoll = 50 * time.Millisecond
@@ -102,10 +103,15 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 		}
 		if step.Status != 0 {
 			row.Stats = cg.stats()
-			return row.end(NotGradable, fmt.Sprintf("build failed (%s): %s", step.Command, step.Detail)), true
+			why := step.Detail
+			if row.Stats.OOMKills > 0 {
+				why = fmt.Sprintf("it ran out of memory at the limit of %s (%s)", bytesWords(g.o.Limits.Memory), why)
+			}
+			return row.end(NotGradable, fmt.Sprintf("build failed (%s): %s", step.Command, why)), true
 		}
 	}
 	cg.killAll() // nothing a build left behind runs on
+	_ = os.RemoveAll(filepath.Join(work, ".cache")) // Go's build cache: not the program's
 
 	lab, err := g.o.Lab()
 	if err != nil {
@@ -311,7 +317,11 @@ func (g *grading) runBuild(ctx context.Context, cg *cgroup, uid int, work string
 	defer cancel()
 	cmd := exec.CommandContext(bctx, g.self, j.args()...)
 	cmd.Dir = work
-	cmd.Env = []string{"PATH=" + cleanPath, "HOME=" + work, "LANG=C.UTF-8", "TMPDIR=" + work}
+	// Go builds a lone file outside any module, offline, with its cache in
+	// the copy.
+	cmd.Env = []string{"PATH=" + buildPath, "HOME=" + work, "LANG=C.UTF-8",
+		"GOCACHE=" + filepath.Join(work, ".cache", "go-build"), "GOPATH=" + filepath.Join(work, ".cache", "go"),
+		"GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local", "GO111MODULE=auto", "CGO_ENABLED=0"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Run()
