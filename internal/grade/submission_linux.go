@@ -110,7 +110,7 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 			return row.end(NotGradable, fmt.Sprintf("build failed (%s): %s", step.Command, why)), true
 		}
 	}
-	cg.killAll() // nothing a build left behind runs on
+	cg.killAll()                                    // nothing a build left behind runs on
 	_ = os.RemoveAll(filepath.Join(work, ".cache")) // Go's build cache: not the program's
 
 	lab, err := g.o.Lab()
