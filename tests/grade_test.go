@@ -315,7 +315,7 @@ func requireNoGradingLeft(t *testing.T, name string) {
 		_, err := os.Stat(d)
 		require.True(t, os.IsNotExist(err), "cgroup %s left behind", d)
 	}
-	_, err := os.Stat(filepath.Join("/var/lib/labctl/grade", name))
+	_, err := os.Stat(filepath.Join("/var/lib/labctl-grade", name))
 	require.True(t, os.IsNotExist(err), "the grading's copies are left behind")
 }
 

@@ -396,11 +396,13 @@ func (s Shard) pick(all []submission) []submission {
 // labName is the lab of the grading's index-th submission.
 func labName(grading string, index int) string { return fmt.Sprintf("%s-%03d", grading, index) }
 
-// workRoot holds the grading's writable copies (readable by the
+// WorkRoot holds each grading's copies of its submissions (readable by the
 // submissions' users, unlike a home folder the teacher's files may sit in).
-func workRoot(grading string) string {
-	return filepath.Join(nodes.BinRoot, "grade", grading)
-}
+// Not under nodes.BinRoot, whose folders that are not labs `labctl clean`
+// removes.
+var WorkRoot = "/var/lib/labctl-grade"
+
+func workRoot(grading string) string { return filepath.Join(WorkRoot, grading) }
 
 // Labs lists the labs of a grading on this machine.
 func Labs(grading string) ([]string, error) {
