@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -662,4 +663,27 @@ func TestGradeDownAfterACrashTakesDownExactlyThatGrading(t *testing.T) {
 	requireNoSubmissionProcess(t)
 	st = labctl(t, "status")
 	assert.Contains(t, st.stdout, other, "another lab is not the grading's")
+}
+
+func TestGradeInASandboxWithoutNetAdminFailsAtOnceWithOneLine(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	dir := writeClass(t, []gradeCase{{name: "a", files: map[string]string{"client.py": pyClient}}})
+	out := filepath.Join(t.TempDir(), "report")
+	// As Docker's default container: root, without CAP_NET_ADMIN and CAP_SYS_ADMIN.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, setpriv, "--bounding-set=-net_admin,-sys_admin", "--", bin,
+		"grade", "xy", "--submissions", dir, "--out", out, "--program", "x=python3 client.py ${server}")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, ctx.Err(), "it must not hang")
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", b)
+	assert.Equal(t, 2, ee.ExitCode(), "%s", b)
+	assert.Contains(t, string(b), "lacks CAP_NET_ADMIN")
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(string(b)), "\n")+1, "one line: %s", b)
+	_, err = os.Stat(out)
+	assert.True(t, os.IsNotExist(err), "nothing ran")
 }
