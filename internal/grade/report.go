@@ -190,8 +190,8 @@ func (r *Report) writeCSV(path string) error {
 	for _, row := range r.Rows {
 		rec := []string{row.Submission, row.Outcome, fmtPoints(row.Points), fmtPoints(row.MaxPoints)}
 		for i := range r.Checks {
-			v := ""
-			if i < len(row.Checks) {
+			v := "" // a check a person grades stays empty, to be filled in
+			if i < len(row.Checks) && !row.Checks[i].Manual {
 				v = fmtPoints(row.Checks[i].Points)
 			}
 			rec = append(rec, v)
@@ -217,14 +217,14 @@ body{font:14px system-ui,sans-serif;margin:1.5em}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
 th{background:#f4f4f4;font-weight:600;max-width:14em}
 .pass{background:#e6f6e6}.fail{background:#fbe4e4}.timeout,.crashed,.out-of-memory{background:#fdf0d5}.not-gradable{background:#e8e8f8}
-.detail{color:#555;font-size:12px}
+.manual{background:#f0f0f0}.detail{color:#555;font-size:12px}
 </style></head><body>
 <h1>Grading {{.Grading}}: lab {{.Lab}}</h1>
 <p>{{.Summary}}</p>
 <p>Limits per submission: {{.Limits.CPU}} CPU, {{.Limits.Memory}} bytes of memory, {{.Limits.Pids}} processes; output capped at {{.OutputLimit}} bytes per program; cgroup {{.Cgroup}}.</p>
 <table><tr><th>submission</th><th>outcome</th><th>points</th>{{range .Checks}}<th>{{.Title}} ({{pts .Points}})</th>{{end}}<th>why</th><th>logs</th></tr>
 {{range .Rows}}{{$sub := .Submission}}<tr class="{{.Outcome}}"><td>{{.Submission}}</td><td>{{.Outcome}}</td><td>{{pts .Points}}/{{pts .MaxPoints}}</td>
-{{range .Checks}}<td class="{{if .Pass}}pass{{else}}fail{{end}}">{{pts .Points}}{{if not .Pass}}<div class="detail">{{.Detail}}</div>{{end}}</td>{{end}}
+{{range .Checks}}{{if .Manual}}<td class="manual">?<div class="detail">{{.Detail}}</div></td>{{else}}<td class="{{if .Pass}}pass{{else}}fail{{end}}">{{pts .Points}}{{if not .Pass}}<div class="detail">{{.Detail}}</div>{{end}}</td>{{end}}{{end}}
 <td class="detail">{{.Reason}}</td><td>{{range .Builds}}<a href="logs/{{safe $sub}}/{{.Log}}">build ({{.Host}})</a><br>{{end}}{{range .Logs}}<a href="logs/{{safe $sub}}/{{.}}">{{.}}</a><br>{{end}}</td></tr>
 {{end}}</table></body></html>
 `))
