@@ -1,17 +1,13 @@
 package nodes
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/labctl/labctl/netem"
 )
 
 // StartDaemon starts this labctl binary with args as a detached daemon
@@ -67,14 +63,4 @@ func procStartTime(pid int) uint64 {
 	}
 	v, _ := strconv.ParseUint(f[19], 10, 64)
 	return v
-}
-
-// startLinkDaemons starts the userspace engine when links go through it.
-func startLinkDaemons(ctx context.Context, st *State, log *slog.Logger) error {
-	for _, l := range st.Links {
-		if l.Via == netem.ViaTAP {
-			return startEngine(ctx, st, log)
-		}
-	}
-	return nil
 }

@@ -108,7 +108,7 @@ func SetImpairment(ctx context.Context, st *State, l *netem.Link, from string, s
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	b, err := netem.ForState(st.Backend, st.Lab)
+	b, err := Backend(st)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,12 @@
-package netem
+package engine
 
 import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/labctl/labctl/netem"
 )
 
 // Determinism. Each link direction has its own PRNG streams, one per kind
@@ -31,7 +33,7 @@ const (
 )
 
 // newStreams seeds the PRNGs of one link direction.
-func newStreams(seed int64, link string, d Dir) [nStreams]*rand.Rand {
+func newStreams(seed int64, link string, d netem.Dir) [nStreams]*rand.Rand {
 	var rs [nStreams]*rand.Rand
 	for i := range rs {
 		h := fnv.New64a()

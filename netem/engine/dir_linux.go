@@ -1,4 +1,4 @@
-package netem
+package engine
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labctl/labctl/netem"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,7 +64,7 @@ func putBuf(b *[]byte) {
 // dirConfig is a Spec turned into what the hot path needs; it is replaced
 // whole (atomically) by Set.
 type dirConfig struct {
-	spec      Spec
+	spec      netem.Spec
 	clean     bool
 	delay     int64
 	jitter    time.Duration
@@ -79,7 +80,7 @@ type dirConfig struct {
 
 // DefaultLimit is the queue length the engine uses when a Spec leaves
 // Limit zero (see the direction's doc); 0 means no packet limit.
-func DefaultLimit(s Spec) int {
+func DefaultLimit(s netem.Spec) int {
 	if s.Limit > 0 {
 		return int(s.Limit)
 	}
@@ -90,7 +91,7 @@ func DefaultLimit(s Spec) int {
 	return max(1000, int(math.Ceil(2*bdp)))
 }
 
-func newDirConfig(s Spec) (*dirConfig, error) {
+func newDirConfig(s netem.Spec) (*dirConfig, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,7 +138,7 @@ type txEntry struct {
 type direction struct {
 	e        *Engine
 	ln       *engLink
-	d        Dir
+	d        netem.Dir
 	src, dst int
 	cfg      atomic.Pointer[dirConfig]
 	q        delayQueue
@@ -155,7 +156,7 @@ type direction struct {
 	rbuf                         *[]byte
 }
 
-func newDirection(e *Engine, el *engLink, d Dir, src, dst int) (*direction, error) {
+func newDirection(e *Engine, el *engLink, d netem.Dir, src, dst int) (*direction, error) {
 	dr := &direction{e: e, ln: el, d: d, src: src, dst: dst, rs: newStreams(e.cfg.Seed, el.l.ID, d)}
 	var err error
 	if dr.q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
@@ -164,7 +165,7 @@ func newDirection(e *Engine, el *engLink, d Dir, src, dst int) (*direction, erro
 	return dr, nil
 }
 
-func (d *direction) set(s Spec) error {
+func (d *direction) set(s netem.Spec) error {
 	c, err := newDirConfig(s)
 	if err != nil {
 		return err
@@ -202,9 +203,10 @@ func (d *direction) readLoop() {
 		}
 		c := d.cfg.Load()
 		if c.clean && d.ln.busy.Load() == 0 && d.q.n.Load() == 0 {
-			segs, _ := segments(parseVnet(buf), buf[vnetHdrLen:n])
+			segs, hdrs := segments(parseVnet(buf), buf[vnetHdrLen:n])
 			d.st.frames.Add(1)
 			d.st.packets.Add(uint64(segs))
+			d.st.bytes.Add(uint64(n - vnetHdrLen + (segs-1)*hdrs))
 			d.write(buf[:n], segs)
 			continue
 		}
@@ -220,6 +222,7 @@ func (d *direction) handle(frame []byte, c *dirConfig) {
 	n, hdrs := segments(h, p)
 	d.st.frames.Add(1)
 	d.st.packets.Add(uint64(n))
+	d.st.bytes.Add(uint64(len(p) + (n-1)*hdrs))
 	d.ln.capture(pointSent, d.d, p)
 	if d.ln.down.Load() {
 		d.st.downDrops.Add(uint64(n))
