@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -122,9 +121,10 @@ func newDirConfig(s netem.Spec) (*dirConfig, error) {
 // fate is what happens to one wire packet.
 type fate struct {
 	drop, dup, corrupt, fix bool
-	now                     bool  // reordered: sent without the delay
-	corruptByte             int   // payload offset for a scripted corruption, -1 for a random bit
-	delay                   int64 // ns
+	now                     bool   // reordered: sent without the delay
+	corruptByte             int    // payload offset for a scripted corruption, -1 for a random bit
+	bit                     uint64 // which bit a random corruption flips (modulo the bits there are)
+	delay                   int64  // ns
 }
 
 func (f fate) plain() bool { return !f.drop && !f.dup && !f.corrupt }
@@ -145,19 +145,16 @@ type direction struct {
 	st       dirStats
 
 	// Owned by the reader goroutine.
-	rs                           [nStreams]*rand.Rand
-	lossC, dupC, corC, reoC, jtC corrRand
-	ge                           geState
-	reorderCount                 uint32
-	txFree                       int64
-	tx                           []txEntry
-	txQueued                     int
-	fates                        []fate
-	rbuf                         *[]byte
+	flows    *flowTable
+	txFree   int64
+	tx       []txEntry
+	txQueued int
+	fates    []fate
+	rbuf     *[]byte
 }
 
 func newDirection(e *Engine, el *engLink, d netem.Dir, src, dst int) (*direction, error) {
-	dr := &direction{e: e, ln: el, d: d, src: src, dst: dst, rs: newStreams(e.cfg.Seed, el.l.ID, d)}
+	dr := &direction{e: e, ln: el, d: d, src: src, dst: dst, flows: newFlowTable(e.cfg.Seed, el.l.ID, d)}
 	var err error
 	if dr.q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -229,8 +226,9 @@ func (d *direction) handle(frame []byte, c *dirConfig) {
 		return
 	}
 	d.fates = d.fates[:0]
+	fl := d.flows.get(p)
 	for range n {
-		d.fates = append(d.fates, d.decide(c))
+		d.fates = append(d.fates, decide(c, fl))
 	}
 	if d.ln.busy.Load() > 0 {
 		d.ln.applyFaults(d.e, d.d, p, n, d.fates)
@@ -291,7 +289,7 @@ func (d *direction) odd(frame []byte, h vnetHdr, hdrs, i, n int, f fate, now int
 	b, l := seg()
 	if f.corrupt {
 		d.st.corrupted.Add(1)
-		corrupt((*b)[:l], f, d.rs[streamCorrupt])
+		corrupt((*b)[:l], f)
 	}
 	d.emit(b, l, 1, hdrs, f.delay, now, c)
 }
@@ -303,7 +301,7 @@ func (d *direction) odd(frame []byte, h vnetHdr, hdrs, i, n int, f fate, now int
 // it (a packet with no payload is corrupted as without fix). A scripted
 // corruption flips all bits of payload byte K (modulo the payload length)
 // and fixes the checksums.
-func corrupt(frame []byte, f fate, r *rand.Rand) {
+func corrupt(frame []byte, f fate) {
 	finishChecksum(frame)
 	q := frame[vnetHdrLen:]
 	pi := parsePkt(q)
@@ -313,46 +311,46 @@ func corrupt(frame []byte, f fate, r *rand.Rand) {
 		q[pi.payload+f.corruptByte%(pi.end-pi.payload)] ^= 0xff
 		fixChecksums(q)
 	case f.fix && hasPay:
-		bit := r.IntN((pi.end - pi.payload) * 8)
+		bit := int(f.bit % uint64((pi.end-pi.payload)*8))
 		q[pi.payload+bit/8] ^= 1 << (bit % 8)
 		fixChecksums(q)
 	default:
-		bit := r.IntN(len(q) * 8)
+		bit := int(f.bit % uint64(len(q)*8))
 		q[bit/8] ^= 1 << (bit % 8)
 	}
 }
 
-// decide draws one wire packet's fate from the direction's PRNG streams.
-func (d *direction) decide(c *dirConfig) fate {
+// decide draws the fate of the flow's next wire packet (see fate.go).
+func decide(c *dirConfig, fl *flow) fate {
 	f := fate{corruptByte: -1, delay: c.delay}
-	if c.dup > 0 && d.dupC.next(d.rs[streamDup], c.dupCorr) < c.dup {
+	if c.dup > 0 && fl.dupC.next(fl.draw(streamDup, 0), c.dupCorr) < c.dup {
 		f.dup = true
 	}
 	if c.ge != nil {
-		f.drop = d.ge.lose(d.rs[streamLoss], c.ge)
+		f.drop = fl.ge.lose(fl.draw(streamLoss, 0), fl.draw(streamLoss, 1), c.ge)
 	} else if c.loss > 0 {
-		f.drop = d.lossC.next(d.rs[streamLoss], c.lossCorr) < c.loss
+		f.drop = fl.lossC.next(fl.draw(streamLoss, 0), c.lossCorr) < c.loss
 	}
-	if c.corrupt > 0 && d.corC.next(d.rs[streamCorrupt], c.corruptCorr) < c.corrupt {
-		f.corrupt, f.fix = true, c.fix
+	if c.corrupt > 0 && fl.corC.next(fl.draw(streamCorrupt, 0), c.corruptCorr) < c.corrupt {
+		f.corrupt, f.fix, f.bit = true, c.fix, fl.bits(streamCorrupt, 1)
 	}
 	if c.jitter > 0 {
-		r := d.rs[streamJitter]
-		u := d.jtC.next(r, c.delayCorr)
+		u := fl.jtC.next(fl.draw(streamJitter, 0), c.delayCorr)
 		u2 := 0.5
 		if c.spec.Distribution == "paretonormal" {
-			u2 = r.Float64()
+			u2 = fl.draw(streamJitter, 1)
 		}
 		f.delay = max(0, f.delay+int64(jitterOffset(c.spec.Distribution, u, u2, c.jitter)))
 	}
 	if c.gap > 0 {
-		if d.reorderCount < c.gap-1 || d.reoC.next(d.rs[streamReorder], c.reorderCorr) >= c.reorder {
-			d.reorderCount++
+		if fl.reorderCount < c.gap-1 || fl.reoC.next(fl.draw(streamReorder, 0), c.reorderCorr) >= c.reorder {
+			fl.reorderCount++
 		} else {
-			d.reorderCount = 0
+			fl.reorderCount = 0
 			f.now, f.delay = true, 0
 		}
 	}
+	fl.n++
 	return f
 }
 

@@ -84,7 +84,7 @@ func TestCorruptFixKeepsChecksumsValid(t *testing.T) {
 	vnetHdr{flags: vnetNeedsCsum, csumStart: 34, csumOffset: 16}.put(f)
 	orig := append([]byte(nil), f...)
 	r := rand.New(rand.NewPCG(1, 2))
-	corrupt(f, fate{corrupt: true, fix: true, corruptByte: -1}, r)
+	corrupt(f, fate{corrupt: true, fix: true, corruptByte: -1, bit: r.Uint64()})
 	assert.Equal(t, uint8(0), parseVnet(f).flags, "the receiver verifies")
 	q, oq := f[vnetHdrLen:], orig[vnetHdrLen:]
 	assert.Equal(t, oq[14:34], q[14:34], "ip header untouched")
@@ -92,7 +92,7 @@ func TestCorruptFixKeepsChecksumsValid(t *testing.T) {
 	verifyChecksums(t, f)
 
 	g := append([]byte(nil), orig...)
-	corrupt(g, fate{corrupt: true, fix: true, corruptByte: 203}, r)
+	corrupt(g, fate{corrupt: true, fix: true, corruptByte: 203})
 	assert.Equal(t, oq[54+3]^0xff, g[vnetHdrLen+54+3], "byte 203 mod 200")
 	verifyChecksums(t, g)
 }
@@ -123,7 +123,7 @@ func TestGilbertElliottStationaryLoss(t *testing.T) {
 	lost := 0
 	const n = 200000
 	for range n {
-		if g.lose(r, m) {
+		if g.lose(r.Float64(), r.Float64(), m) {
 			lost++
 		}
 	}
