@@ -3,9 +3,7 @@ package engine
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -96,18 +94,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 type benchLink struct{ a, b measure.Point }
 
 func newVethBenchLink(b *testing.B) benchLink {
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := netem.Link{Lab: "v" + id, ID: "a-b", Tag: "labctl-bench-" + id,
-		A: netem.End{Node: "a", NS: "labctl-v-" + id + "-a", Iface: "a-eth0"},
-		B: netem.End{Node: "b", NS: "labctl-v-" + id + "-b", Iface: "b-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		if err := nsdo.NewNamed(ns); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = nsdo.DeleteNamed(ns) })
-	}
+	l := testnet.Link(b, "v", netem.Spec{}, netem.Spec{})
 	if err := netem.CreateVeth(context.Background(), l); err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -518,4 +519,39 @@ func TestUserspaceCounters(t *testing.T) {
 	plain := netem.Link{ID: "x", Via: netem.ViaVeth}
 	_, _, err = c.Counters(ctx, plain)
 	assert.ErrorIs(t, err, netem.ErrUnsupported, "a plain veth link has no engine counters")
+}
+
+// TestUserspaceRunnerStartsAndStops: the backend starts its engine from
+// what it wrote in the lab's folder (here the launched "process" is a
+// goroutine running Serve, as `labctl engine` does) and stops it through
+// the control socket.
+func TestUserspaceRunnerStartsAndStops(t *testing.T) {
+	tl := newTapLab(t)
+	served := make(chan error, 1)
+	var running atomic.Bool
+	u := NewBackend(Options{Lab: tl.l.Lab, Dir: tl.dir, Seed: 3, Links: 1, Launch: func() (func() bool, error) {
+		running.Store(true)
+		go func() {
+			served <- Serve(context.Background(), tl.dir, nil)
+			running.Store(false)
+		}()
+		return running.Load, nil
+	}})
+	r, ok := u.(netem.Runner)
+	require.True(t, ok, "the userspace backend runs its engine")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, r.Start(ctx, []netem.Link{tl.l}))
+	require.NoError(t, u.Set(ctx, tl.l, netem.AtoB, netem.Spec{Loss: 1}), "the engine serves the link")
+	require.NoError(t, r.Stop(ctx))
+	select {
+	case err := <-served:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("the engine did not stop")
+	}
+	_, err := os.Stat(Socket(tl.dir))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no socket is left")
+	require.NoError(t, r.Stop(ctx), "stopping a stopped engine is fine")
+	assert.ErrorIs(t, u.Set(ctx, tl.l, netem.AtoB, netem.Spec{}), ErrEngineDown)
 }

@@ -10,8 +10,6 @@ package kernelnetem
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"os"
@@ -19,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/internal/testnet"
 	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/netem/kernel"
 	"github.com/labctl/labctl/netem/measure"
@@ -58,16 +56,7 @@ type testLink struct {
 // t.Cleanup.
 func newLink(t *testing.T, ab, ba netem.Spec) testLink {
 	t.Helper()
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := netem.Link{Lab: "k" + id, ID: "a-b", Tag: "labctl-k-" + id, AtoB: ab, BtoA: ba,
-		A: netem.End{Node: "a", NS: "labctl-k-" + id + "-a", Iface: "a-eth0"},
-		B: netem.End{Node: "b", NS: "labctl-k-" + id + "-b", Iface: "b-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		require.NoError(t, nsdo.NewNamed(ns))
-		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
-	}
+	l := testnet.Link(t, "k", ab, ba)
 	require.NoError(t, kernel.New().Create(context.Background(), &l))
 	a, b, undo, err := measure.AttachProbeAddrs(l)
 	require.NoError(t, err)
@@ -318,20 +307,11 @@ func TestOffloadsOffOnImpairedLinks(t *testing.T) {
 }
 
 func TestUnsupportedIsRefused(t *testing.T) {
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := netem.Link{ID: "x-y", Tag: "labctl-k-" + id, AtoB: netem.Spec{Corrupt: 1, CorruptFixChecksum: true},
-		A: netem.End{Node: "x", NS: "labctl-k-" + id + "-x", Iface: "x-eth0"},
-		B: netem.End{Node: "y", NS: "labctl-k-" + id + "-y", Iface: "y-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		require.NoError(t, nsdo.NewNamed(ns))
-		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
-	}
+	l := testnet.Link(t, "k", netem.Spec{Corrupt: 1, CorruptFixChecksum: true}, netem.Spec{})
 	err := kernel.New().Create(context.Background(), &l)
 	require.ErrorIs(t, err, netem.ErrUnsupported)
 	require.NoError(t, netem.WithHandle(l.A.NS, func(h *netlink.Handle) error {
-		_, err := h.LinkByName("x-eth0")
+		_, err := h.LinkByName(l.A.Iface)
 		assert.Error(t, err, "a refused link leaves nothing behind")
 		return nil
 	}))
