@@ -61,8 +61,9 @@ type Capturer interface {
 }
 
 // Runner is a backend that serves a lab's links with a process of its own
-// (the userspace engine): Start once every link exists, Stop before the
-// links go away. Both are idempotent.
+// (the userspace engine): Start once every link exists (with no link that
+// needs it, it does nothing), Stop before the links go away (stopping what
+// does not run is not an error).
 type Runner interface {
 	Start(ctx context.Context, links []Link) error
 	Stop(ctx context.Context) error

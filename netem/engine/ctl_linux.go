@@ -64,7 +64,7 @@ type DirStats struct {
 	QueueDrops  uint64 `json:"queue_drops"`
 	DownDrops   uint64 `json:"down_drops"`
 	WriteErrors uint64 `json:"write_errors"`
-	Queued      int    `json:"queued"`
+	Queued      int    `json:"queued"` // wire packets held (delay line and rate)
 }
 
 type dirStats struct {
@@ -79,7 +79,7 @@ func (d *direction) stats() DirStats {
 		Frames: s.frames.Load(), Packets: s.packets.Load(), Bytes: s.bytes.Load(), Delivered: s.delivered.Load(),
 		Lost: s.lost.Load(), Duplicated: s.duplicated.Load(), Corrupted: s.corrupted.Load(),
 		Reordered: s.reordered.Load(), QueueDrops: s.queueDrops.Load(), DownDrops: s.downDrops.Load(),
-		WriteErrors: s.writeErrors.Load(), Queued: int(d.q.n.Load()),
+		WriteErrors: s.writeErrors.Load(), Queued: int(d.q.segs.Load()),
 	}
 }
 

@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -19,15 +18,14 @@ import (
 // packet that was also duplicated leaves one copy), corrupt (the original;
 // the duplicate stays clean), then the delay (with jitter), or none if
 // reorder picks the packet to be sent at once. Then the rate: packets are
-// serialised one after the other at Rate through a FIFO of Limit packets
-// (tail drop), and then delayed: due = end of serialisation + delay.
+// serialised one after the other at Rate, and then delayed: due = end of
+// serialisation + delay.
 //
-// Limit, when the Spec leaves it zero: with a Rate, max(1000, 2 x the
-// bandwidth-delay product rate x (delay + jitter) in 1500-byte packets), so
-// the queue never silently caps a window the link can carry; without a
-// Rate, no packet limit. Every direction holds at most maxQueueBytes of
-// packets in flight in the engine; beyond that it drops, counted as queue
-// drops.
+// The limit counts, as netem's does, every packet the direction holds (in
+// the delay line or waiting for the rate); a packet that would pass it is
+// dropped (tail drop, counted as a queue drop). It is netem.QueueLimit,
+// the rule both backends share. Every direction also holds at most
+// maxQueueBytes of packets; beyond that it drops, counted the same way.
 
 const (
 	bigBuf        = vnetHdrLen + 65536 + 64
@@ -77,26 +75,13 @@ type dirConfig struct {
 	fix                                                bool
 }
 
-// DefaultLimit is the queue length the engine uses when a Spec leaves
-// Limit zero (see the direction's doc); 0 means no packet limit.
-func DefaultLimit(s netem.Spec) int {
-	if s.Limit > 0 {
-		return int(s.Limit)
-	}
-	if s.Rate == 0 {
-		return 0
-	}
-	bdp := float64(s.Rate) / 8 * (s.Delay.D() + s.Jitter.D()).Seconds() / 1500
-	return max(1000, int(math.Ceil(2*bdp)))
-}
-
 func newDirConfig(s netem.Spec) (*dirConfig, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	c := &dirConfig{
 		spec: s, clean: s.IsZero(),
-		delay: int64(s.Delay), jitter: s.Jitter.D(), limit: DefaultLimit(s),
+		delay: int64(s.Delay), jitter: s.Jitter.D(), limit: netem.QueueLimit(s),
 		loss: s.Loss.Fraction(), lossCorr: s.LossCorrelation.Fraction(),
 		dup: s.Duplicate.Fraction(), dupCorr: s.DuplicateCorrelation.Fraction(),
 		corrupt: s.Corrupt.Fraction(), corruptCorr: s.CorruptCorrelation.Fraction(),
@@ -129,12 +114,6 @@ type fate struct {
 
 func (f fate) plain() bool { return !f.drop && !f.dup && !f.corrupt }
 
-// txEntry is a packet in the rate queue: when its serialisation ends.
-type txEntry struct {
-	end  int64
-	segs int
-}
-
 type direction struct {
 	e        *Engine
 	ln       *engLink
@@ -145,12 +124,10 @@ type direction struct {
 	st       dirStats
 
 	// Owned by the reader goroutine.
-	flows    *flowTable
-	txFree   int64
-	tx       []txEntry
-	txQueued int
-	fates    []fate
-	rbuf     *[]byte
+	flows  *flowTable
+	txFree int64 // when the rate's serialisation of what was taken ends
+	fates  []fate
+	rbuf   *[]byte
 }
 
 func newDirection(e *Engine, el *engLink, d netem.Dir, src, dst int) (*direction, error) {
@@ -357,7 +334,7 @@ func decide(c *dirConfig, fl *flow) fate {
 // emitFrame sends the read frame whole; it is copied (or its buffer handed
 // over) only if it has to wait.
 func (d *direction) emitFrame(frame []byte, segs, hdrs int, delay, now int64, c *dirConfig) {
-	if delay <= 0 && c.nsPerByte == 0 && c.limit == 0 && d.q.n.Load() == 0 {
+	if delay <= 0 && c.nsPerByte == 0 && d.q.n.Load() == 0 {
 		d.write(frame, segs)
 		return
 	}
@@ -374,31 +351,30 @@ func (d *direction) emitFrame(frame []byte, segs, hdrs int, delay, now int64, c 
 // emit passes a packet (owned buffer) through the rate queue and the delay
 // line.
 func (d *direction) emit(b *[]byte, n, segs, hdrs int, delay, now int64, c *dirConfig) {
-	due := now + delay
-	if c.nsPerByte > 0 {
-		for len(d.tx) > 0 && d.tx[0].end <= now {
-			d.txQueued -= d.tx[0].segs
-			d.tx = d.tx[1:]
-		}
-		if c.limit > 0 && d.txQueued+segs > c.limit {
+	if room := c.limit - int(d.q.segs.Load()); segs > room {
+		if room <= 0 || hdrs == 0 {
 			d.st.queueDrops.Add(uint64(segs))
 			putBuf(b)
 			return
 		}
-		wire := n - vnetHdrLen + (segs-1)*hdrs
-		d.txFree = max(now, d.txFree) + int64(float64(wire)*c.nsPerByte)
-		d.tx = append(d.tx, txEntry{end: d.txFree, segs: segs})
-		d.txQueued += segs
-		due = d.txFree + delay
-	} else if c.limit > 0 && int(d.q.n.Load()) >= c.limit {
-		d.st.queueDrops.Add(uint64(segs))
+		// A super-frame that does not fit whole: keep its first packets, as
+		// a queue of single packets would, and drop the tail.
+		nb := getBuf(bigBuf)
+		out := buildRun(*nb, parseVnet(*b), (*b)[vnetHdrLen:n], hdrs, 0, room, segs)
 		putBuf(b)
-		return
+		d.st.queueDrops.Add(uint64(segs - room))
+		b, n, segs = nb, len(out), room
 	}
 	if d.q.bytes.Load()+int64(n) > maxQueueBytes {
 		d.st.queueDrops.Add(uint64(segs))
 		putBuf(b)
 		return
+	}
+	due := now + delay
+	if c.nsPerByte > 0 {
+		wire := n - vnetHdrLen + (segs-1)*hdrs
+		d.txFree = max(now, d.txFree) + int64(float64(wire)*c.nsPerByte)
+		due = d.txFree + delay
 	}
 	if due <= now && d.q.n.Load() == 0 {
 		d.write((*b)[:n], segs)
@@ -504,6 +480,7 @@ type delayQueue struct {
 	sleeping bool
 	wakeAt   int64 // -1: sleeping until a push
 	n        atomic.Int32
+	segs     atomic.Int64 // wire packets held, what the limit counts
 	bytes    atomic.Int64
 	efd      int
 }
@@ -529,6 +506,7 @@ func (q *delayQueue) push(u unit) {
 		i = p
 	}
 	q.n.Add(1)
+	q.segs.Add(int64(u.segs))
 	q.bytes.Add(int64(u.n))
 	wake := q.sleeping && (q.wakeAt < 0 || u.due < q.wakeAt)
 	if wake {
@@ -563,6 +541,7 @@ func (q *delayQueue) pop() unit {
 		i = m
 	}
 	q.n.Add(-1)
+	q.segs.Add(-int64(u.segs))
 	q.bytes.Add(-int64(u.n))
 	return u
 }

@@ -45,46 +45,9 @@ const (
 	distMax = 16384
 )
 
-// Queue-limit parameters; see QueueLimit.
-const (
-	limitFrameBytes   = 1514            // a full Ethernet frame at MTU 1500, as netem counts it
-	limitAssumedRate  = topo.Rate(10e9) // a veth has no line rate: assume 10 Gbit/s when none is set
-	limitFloor        = 1000            // without a rate, never below netem's own default
-	limitBurstPackets = 64
-	limitCeiling      = 1 << 20
-)
-
-// QueueLimit is the netem queue length, in packets, for one direction.
-// netem keeps every packet it holds back (delayed, or waiting for the rate)
-// in one queue and drops silently past its limit, whose default of 1000
-// packets is only 12 Mbit/s at 1 s of delay, or 240 Mbit/s at 50 ms. So:
-//
-//	bdp   = ceil(R × (delay + jitter) / (8 × 1514 B))   full frames in flight
-//	limit = 2 × bdp + 64                                 with a rate
-//	limit = max(1000, 2 × bdp + 64), R = 10 Gbit/s       without one
-//
-// capped at 2^20. With a rate, the queue is the bottleneck's buffer: one BDP
-// in the delay line plus one BDP of queue (the classic router rule of
-// thumb) plus 64 packets for bursts, so a TCP flow fills the link without
-// adding more than about one RTT of queueing delay. Without a rate a veth
-// has no line rate of its own: assume 10 Gbit/s so that delay alone never
-// drops. A Spec's explicit Limit wins.
-func QueueLimit(s netem.Spec) uint32 {
-	if s.Limit > 0 {
-		return s.Limit
-	}
-	r, floor := s.Rate, 0.0
-	if r == 0 {
-		r, floor = limitAssumedRate, limitFloor
-	}
-	hold := (s.Delay.D() + s.Jitter.D()).Seconds()
-	bdp := math.Ceil(float64(r) * hold / (8 * limitFrameBytes))
-	limit := max(2*bdp+limitBurstPackets, floor)
-	if limit > limitCeiling {
-		return limitCeiling
-	}
-	return uint32(limit)
-}
+// QueueLimit is netem's limit for one direction: the rule both backends
+// share (netem.QueueLimit), as the u32 the qdisc takes.
+func QueueLimit(s netem.Spec) uint32 { return uint32(netem.QueueLimit(s)) }
 
 // probU32 is a percentage as netem's u32 probability (0 = never, ~0 = always).
 func probU32(p topo.Percent) uint32 {
@@ -439,4 +402,11 @@ func parseQdiscStats(attrs map[uint16][]byte) (qdiscStats, error) {
 		s.qlen, s.backlog = u32(v[8:], 5), u32(v[8:], 6)
 	}
 	return s, nil
+}
+
+// QdiscLimit is the limit Create and Set write into the qdisc for s, read
+// back from the options they send (for tests that compare the backends).
+func QdiscLimit(s netem.Spec) (int, error) {
+	got, err := specFromOptions(netemOptions(s, nil))
+	return int(got.Limit), err
 }

@@ -26,20 +26,29 @@ func TestQueueLimit(t *testing.T) {
 		want uint32
 	}{
 		{"explicit limit wins", netem.Spec{Delay: dms(50), Limit: 77}, 77},
-		// 10 Gbit/s assumed: 1e10*0.05/(8*1514) = 41281.37 -> 41282; 2*41282+64
-		{"delay only: 10 Gbit/s assumed", netem.Spec{Delay: dms(50)}, 2*41282 + 64},
+		// 10 Gbit/s assumed: 1e10*0.05/(8*1514) = 41281.37 -> 41282; 2x that
+		{"delay only: 10 Gbit/s assumed", netem.Spec{Delay: dms(50)}, 2 * 41282},
 		{"loss only: the 1000 floor", netem.Spec{Loss: 1}, 1000},
-		// 10 Mbit/s, 50 ms: 1e7*0.05/12112 = 41.28 -> 42; 2*42+64
-		{"rate and delay: 2 BDP + 64", netem.Spec{Delay: dms(50), Rate: 10_000_000}, 148},
-		{"rate alone: bursts only", netem.Spec{Rate: 10_000_000}, 64},
-		{"jitter counts as delay", netem.Spec{Delay: dms(40), Jitter: dms(10), Rate: 10_000_000}, 148},
-		{"1 Gbit/s, 100 ms", netem.Spec{Delay: dms(100), Rate: 1_000_000_000}, 2*8257 + 64},
+		// 10 Mbit/s, 50 ms: 1e7*0.05/12112 = 41.28 -> 42 in flight + 84
+		{"rate and delay: in flight + a round trip's BDP", netem.Spec{Delay: dms(50), Rate: 10_000_000}, 42 + 84},
+		{"rate alone: the burst floor", netem.Spec{Rate: 10_000_000}, 32},
+		{"10 Mbit/s, 10 ms: the floor rules", netem.Spec{Delay: dms(10), Rate: 10_000_000}, 9 + 32},
+		{"jitter counts as delay", netem.Spec{Delay: dms(40), Jitter: dms(10), Rate: 10_000_000}, 42 + 84},
+		{"1 Gbit/s, 100 ms", netem.Spec{Delay: dms(100), Rate: 1_000_000_000}, 3 * 8257},
 		{"capped", netem.Spec{Delay: topo.Duration(100 * time.Second)}, 1 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, c.want, QueueLimit(c.s))
+			assert.Equal(t, c.want, specFromOptionsMust(t, netemOptions(c.s, nil)).Limit, "the qdisc gets it")
 		})
 	}
+}
+
+func specFromOptionsMust(t *testing.T, b []byte) netem.Spec {
+	t.Helper()
+	s, err := specFromOptions(b)
+	require.NoError(t, err)
+	return s
 }
 
 func TestProbabilityConversion(t *testing.T) {
