@@ -36,6 +36,9 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v tshark >/dev/null || need+=(tshark)
+# The console's tests: ping inside hosts, tmux for `xterm` without DISPLAY.
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v tmux >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
