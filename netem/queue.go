@@ -23,7 +23,7 @@ const (
 	// limitBurst is the smallest buffer a rate gets: room for bursts (TCP's
 	// initial window, a 45-packet TSO super-frame in the engine) and for
 	// paths whose round trip is longer than this direction's delay alone.
-	limitBurst   = 32
+	limitBurst   = 64
 	limitCeiling = 1 << 20
 )
 
@@ -32,17 +32,18 @@ const (
 // holds at most. With d = delay + jitter and R the rate,
 //
 //	inflight = ceil(R × d / (8 × 1514 B))        full frames in the delay line
-//	limit    = inflight + max(2 × inflight, 32)  with a rate
+//	limit    = inflight + max(2 × inflight, 64)  with a rate
 //	limit    = max(1000, 2 × inflight at 10 Gbit/s)   without one
 //
 // capped at 2^20. With a rate, the buffer beyond the delay line is one
 // round trip's bandwidth-delay product (the reverse direction is taken to
 // have the same delay: RTT = 2d), the classic router buffer that lets one
 // TCP flow fill the link while adding at most about one RTT of queueing
-// delay, and at least 32 frames for bursts. At 10 Mbit/s with 10 ms each
-// way: inflight 9, buffer max(18, 32) = 32, limit 41: at most 39 ms of
-// queue (the old rules gave 82 packets on the kernel and 1000, 1.2 s, in
-// the engine). At 100 Mbit/s with 10 ms: inflight 83, limit 249, at most
+// delay, and at least 64 frames for bursts (netem's old allowance: with
+// fewer, TCP lost a tenth of a 10 Mbit/s link whose ACKs were delayed and
+// lossy). At 10 Mbit/s with 10 ms each way: inflight 9, buffer
+// max(18, 64) = 64, limit 73: at most 78 ms of queue (the old rules gave
+// 82 packets on the kernel and 1000, 1.2 s, in the engine). At 100 Mbit/s with 10 ms: inflight 83, limit 249, at most
 // 20 ms of queue, one RTT. Without a rate nothing
 // waits for serialisation; assume a 10 Gbit/s line so delay alone never
 // drops. A Spec's explicit Limit wins.

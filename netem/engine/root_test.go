@@ -557,22 +557,22 @@ func TestUserspaceRunnerStartsAndStops(t *testing.T) {
 }
 
 // TestUserspaceQueueLimitDropsPastIt: a burst into a slow link is held up
-// to the shared queue limit (32 packets at 1 Mbit/s without delay) and the
+// to the shared queue limit (64 packets at 1 Mbit/s without delay) and the
 // rest is dropped and counted as queue drops.
 func TestUserspaceQueueLimitDropsPastIt(t *testing.T) {
 	tl := newTapLab(t)
 	tl.start(t, 1)
 	s := netem.Spec{Rate: 1_000_000}
-	require.Equal(t, 32, netem.QueueLimit(s))
+	require.Equal(t, 64, netem.QueueLimit(s))
 	tl.set(t, netem.AtoB, s)
 	f := tl.udp(t)
-	f.send(t, 0, 100) // 100 datagrams in well under a millisecond; one takes 0.85 ms
-	got := f.recv(t, 100, 500*time.Millisecond)
+	f.send(t, 0, 150) // 150 datagrams in well under a millisecond; one takes 0.85 ms
+	got := f.recv(t, 150, 500*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ab, _, err := tl.be.Counters(ctx, tl.l)
 	require.NoError(t, err)
 	t.Logf("received %d; %+v", len(got), ab)
-	assert.InDelta(t, 100-32, float64(ab.QueueDrops), 6, "the queue holds 32, a few more leave meanwhile")
+	assert.InDelta(t, 150-64, float64(ab.QueueDrops), 8, "the queue holds 64, a few more leave meanwhile")
 	assert.Equal(t, uint64(len(got)), ab.Delivered)
 }

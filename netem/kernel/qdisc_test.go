@@ -31,8 +31,8 @@ func TestQueueLimit(t *testing.T) {
 		{"loss only: the 1000 floor", netem.Spec{Loss: 1}, 1000},
 		// 10 Mbit/s, 50 ms: 1e7*0.05/12112 = 41.28 -> 42 in flight + 84
 		{"rate and delay: in flight + a round trip's BDP", netem.Spec{Delay: dms(50), Rate: 10_000_000}, 42 + 84},
-		{"rate alone: the burst floor", netem.Spec{Rate: 10_000_000}, 32},
-		{"10 Mbit/s, 10 ms: the floor rules", netem.Spec{Delay: dms(10), Rate: 10_000_000}, 9 + 32},
+		{"rate alone: the burst floor", netem.Spec{Rate: 10_000_000}, 64},
+		{"10 Mbit/s, 10 ms: the floor rules", netem.Spec{Delay: dms(10), Rate: 10_000_000}, 9 + 64},
 		{"jitter counts as delay", netem.Spec{Delay: dms(40), Jitter: dms(10), Rate: 10_000_000}, 42 + 84},
 		{"1 Gbit/s, 100 ms", netem.Spec{Delay: dms(100), Rate: 1_000_000_000}, 3 * 8257},
 		{"capped", netem.Spec{Delay: topo.Duration(100 * time.Second)}, 1 << 20},
