@@ -24,9 +24,14 @@ func candidates(st *State, log *slog.Logger) []netem.Candidate {
 		kernel.Candidate(),
 		engine.Candidate(engine.Options{
 			Lab: st.Lab, Dir: Dir(st.Lab), Seed: st.Seed, Links: len(st.Links), Log: log,
+			// Only Deploy starts the engine, holding the lab's lock: record
+			// the daemon in its state and write it at once.
 			Launch: func() (func() bool, error) {
-				d, err := StartDaemon(st, "engine", []string{"engine", st.Lab})
+				d, err := st.StartDaemon("engine", []string{"engine", st.Lab})
 				if err != nil {
+					return nil, err
+				}
+				if err := st.save(); err != nil {
 					return nil, err
 				}
 				return d.Alive, nil
