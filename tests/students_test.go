@@ -356,3 +356,31 @@ checks:
 	_, r := up(t, "path", "-f", f)
 	assert.Contains(t, r.stdout, "1 passed, 0 failed", "%s", r)
 }
+
+// TestUDPServerOnLoopbackAndClientOnLocalhost: a UDP echo server bound to
+// 127.0.0.1 (exposed) and a client that sends to localhost (forwarded).
+func TestUDPServerOnLoopbackAndClientOnLocalhost(t *testing.T) {
+	f := writeLab(t, "udp.yaml", twoHosts+`
+hosts:
+  a:
+    expose: [9000]
+    programs:
+      - name: echo
+        service: true
+        command: ["python3", "-c", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 9000))\nwhile True:\n    b, peer = s.recvfrom(100)\n    print('got', b.decode(), flush=True)\n    s.sendto(b.upper(), peer)"]
+        ready: {udp: 9000, timeout: 5s}
+  b:
+    localhost: {9000: a}
+    programs:
+      - name: cl
+        after: [a/echo]
+        command: ["python3", "-c", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\nfor m in ['one', 'two']:\n    s.sendto(m.encode(), ('localhost', 9000))\n    print(s.recvfrom(100)[0].decode())"]
+checks:
+  - {output: b/cl, matches: ['^ONE$', '^TWO$'], in_order: true}
+  - {output: a/echo, contains: [got one, got two]}
+  - {exit: b/cl}
+`)
+	_, r := up(t, "udp", "-f", f)
+	assert.Contains(t, r.stdout, "3 passed, 0 failed", "%s", r)
+	assert.Contains(t, r.stdout, "udp port 9000 listens on 127.0.0.1 only: exposed on 10.0.0.1")
+}
