@@ -15,21 +15,19 @@ import (
 // 127.0.0.1 or gethostname(), print labels and prompts. The Python here
 // uses only the standard library, as the submissions do.
 
-// studentClient is a PA3 client the way the figures show it: it connects
-// to localhost:12000, prints what the server says with a label, asks for a
-// message with a prompt and sends it with its letter.
+// studentClient is a PA3 client the way the seed's figures show it: it
+// connects to localhost:12000, prints what the server says with a label,
+// asks for a message with a prompt and sends it bare, with no newline,
+// reading each reply with one recv.
 const studentClient = `import socket
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.connect(("localhost", 12000))
-f = sock.makefile("r")
-hello = f.readline().strip()
-print("From Server:", hello)
-letter = hello.split()[1]
+print("From Server:", sock.recv(1024).decode().strip())
 msg = input("Enter message: ")
-sock.sendall(("Client %s: %s\n" % (letter, msg)).encode())
-print("Client %s: %s" % (letter, msg))
-print("From Server:", f.readline().strip())
+sock.send(msg.encode())
+print(msg)
+print("From Server:", sock.recv(1024).decode().strip())
 sock.close()
 `
 
