@@ -216,6 +216,9 @@ func (p *proc) feed(w io.WriteCloser, tty bool, exited <-chan struct{}) {
 // flushWait.
 func (p *proc) flushOutput() {
 	p.rdMu.Lock()
+	for len(p.flushAck) > 0 {
+		<-p.flushAck // a late answer to an earlier request
+	}
 	n := 0
 	for _, r := range p.readers {
 		p.flushWant[r.stream] = true

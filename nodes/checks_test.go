@@ -133,6 +133,15 @@ func TestCopyTreeCopiesAndRefusesHugeFolders(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "sub/a.txt", l)
 
+	// What the programs' user could not read stays behind.
+	require.NoError(t, os.WriteFile(filepath.Join(src, "secret"), []byte("x"), 0o600))
+	dst2 := t.TempDir()
+	require.NoError(t, copyTree(src, dst2, 65534, 65534))
+	_, err = os.Stat(filepath.Join(dst2, "secret"))
+	assert.True(t, os.IsNotExist(err), "an unreadable file is not copied")
+	_, err = os.Stat(filepath.Join(dst2, "sub", "a.txt"))
+	assert.NoError(t, err)
+
 	big := t.TempDir()
 	for i := 0; i <= copyMaxFiles; i++ {
 		require.NoError(t, os.WriteFile(filepath.Join(big, "f"+strconv.Itoa(i)), nil, 0o644))

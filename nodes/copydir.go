@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // An overridden program (--program) runs in a writable copy of the folder
@@ -22,7 +23,9 @@ const (
 var errTooBig = errors.New("too big to copy")
 
 // copyTree copies the regular files, folders and symlinks under src into
-// dst (which exists), owned by uid/gid. Other kinds of files are skipped.
+// dst (which exists), owned by uid/gid. Other kinds of files are skipped,
+// and so is what uid/gid could not read in the original (labctl copies as
+// root: the copy must not hand the programs' user a file it may not see).
 func copyTree(src, dst string, uid, gid int) error {
 	var files int
 	var bytes int64
@@ -56,6 +59,12 @@ func copyTree(src, dst string, uid, gid int) error {
 		fi, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if !mayRead(fi, uid, gid, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		switch {
 		case d.IsDir():
@@ -96,4 +105,25 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// mayRead says whether uid/gid (with no other groups) may read fi, and for
+// a folder also enter it.
+func mayRead(fi fs.FileInfo, uid, gid int, dir bool) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || uid == 0 {
+		return true
+	}
+	want := fs.FileMode(0o4)
+	if dir {
+		want = 0o5
+	}
+	m := fi.Mode().Perm()
+	switch {
+	case int(st.Uid) == uid:
+		m >>= 6
+	case int(st.Gid) == gid:
+		m >>= 3
+	}
+	return m&want == want
 }

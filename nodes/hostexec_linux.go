@@ -73,7 +73,9 @@ func (hs hostSetup) enter() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("private mounts: %w", err)
 	}
-	if hs.Hosts != "" {
+	// A machine without /etc/hosts (a bare container) has nothing to
+	// cover: its programs go without names rather than not at all.
+	if _, err := os.Stat("/etc/hosts"); hs.Hosts != "" && err == nil {
 		if err := unix.Mount(hs.Hosts, "/etc/hosts", "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s on /etc/hosts: %w", hs.Hosts, err)
 		}

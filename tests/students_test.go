@@ -15,21 +15,19 @@ import (
 // 127.0.0.1 or gethostname(), print labels and prompts. The Python here
 // uses only the standard library, as the submissions do.
 
-// studentClient is a PA3 client the way the figures show it: it connects
-// to localhost:12000, prints what the server says with a label, asks for a
-// message with a prompt and sends it with its letter.
+// studentClient is a PA3 client the way the seed's figures show it: it
+// connects to localhost:12000, prints what the server says with a label,
+// asks for a message with a prompt and sends it bare, with no newline,
+// reading each reply with one recv.
 const studentClient = `import socket
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.connect(("localhost", 12000))
-f = sock.makefile("r")
-hello = f.readline().strip()
-print("From Server:", hello)
-letter = hello.split()[1]
+print("From Server:", sock.recv(1024).decode().strip())
 msg = input("Enter message: ")
-sock.sendall(("Client %s: %s\n" % (letter, msg)).encode())
-print("Client %s: %s" % (letter, msg))
-print("From Server:", f.readline().strip())
+sock.send(msg.encode())
+print(msg)
+print("From Server:", sock.recv(1024).decode().strip())
 sock.close()
 `
 
@@ -355,4 +353,32 @@ checks:
 `)
 	_, r := up(t, "path", "-f", f)
 	assert.Contains(t, r.stdout, "1 passed, 0 failed", "%s", r)
+}
+
+// TestUDPServerOnLoopbackAndClientOnLocalhost: a UDP echo server bound to
+// 127.0.0.1 (exposed) and a client that sends to localhost (forwarded).
+func TestUDPServerOnLoopbackAndClientOnLocalhost(t *testing.T) {
+	f := writeLab(t, "udp.yaml", twoHosts+`
+hosts:
+  a:
+    expose: [9000]
+    programs:
+      - name: echo
+        service: true
+        command: ["python3", "-c", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 9000))\nwhile True:\n    b, peer = s.recvfrom(100)\n    print('got', b.decode(), flush=True)\n    s.sendto(b.upper(), peer)"]
+        ready: {udp: 9000, timeout: 5s}
+  b:
+    localhost: {9000: a}
+    programs:
+      - name: cl
+        after: [a/echo]
+        command: ["python3", "-c", "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\nfor m in ['one', 'two']:\n    s.sendto(m.encode(), ('localhost', 9000))\n    print(s.recvfrom(100)[0].decode())"]
+checks:
+  - {output: b/cl, matches: ['^ONE$', '^TWO$'], in_order: true}
+  - {output: a/echo, contains: [got one, got two]}
+  - {exit: b/cl}
+`)
+	_, r := up(t, "udp", "-f", f)
+	assert.Contains(t, r.stdout, "3 passed, 0 failed", "%s", r)
+	assert.Contains(t, r.stdout, "udp port 9000 listens on 127.0.0.1 only: exposed on 10.0.0.1")
 }
