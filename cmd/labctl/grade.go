@@ -43,10 +43,11 @@ lab's checks grade it. Writes report.csv, report.json and report.html
 (and Gradescope's results.json with --format gradescope) into --out, and
 prints a summary line. Exits 0 when the grading ran, whatever the grades.
 
-TEMPLATE placeholders: {dir} (the submission's writable copy, also the
-working folder), {name} (its folder name), {run:STEM} (STEM.py, STEM.c or
-STEM.java found in the submission: built, then run), ${host} (a host's
-address). See docs/grading.md.`,
+TEMPLATE placeholders: {dir} (the program's working folder: a writable
+copy of the built submission), {name} (its folder name), {run:STEM}
+(STEM.py, STEM.c, STEM.java or STEM.go found in the submission: built,
+then run; {run?:STEM}: the lab's program where it is missing), ${host} (a
+host's address). See docs/grading.md.`,
 		Example: `  sudo labctl grade xy --submissions class/ --program x='{run:client} ${server}'
   sudo labctl grade xy --submissions class/ --program server='python3 server.py' --jobs 2 --out report/
   sudo labctl grade xy --submissions class/ --program x='{run:client} ${server}' --shard $JOB_COMPLETION_INDEX/4
@@ -54,9 +55,6 @@ address). See docs/grading.md.`,
   sudo labctl grade down g1a2b3c`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			o, err := f.options(args)
 			if err != nil {
 				return &exitError{code: 2, err: err}
@@ -179,9 +177,6 @@ func newGradeDownCmd() *cobra.Command {
 		Short: "Take down every lab of a grading (what a crashed labctl grade left), and nothing else",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			n, err := grade.Down(ctx, args[0], false, logger())
