@@ -197,11 +197,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				fmtPoints(r.Points), fmtPoints(r.MaxPoints), r.Reason)
 		}
 	}
-	rep.finish(ctx.Err() != nil)
+	interrupted := ctx.Err() != nil && len(rep.Rows) < len(mine)
+	rep.finish(interrupted)
 	if err := rep.Write(o.Out, o.Formats); err != nil {
 		return rep, err
 	}
-	if ctx.Err() != nil {
+	if interrupted {
 		return rep, ErrInterrupted
 	}
 	return rep, nil
