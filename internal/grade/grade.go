@@ -128,7 +128,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, &UsageError{Err: err}
 	}
 	o = g.o
-	subs, err := listSubmissions(o.Submissions)
+	subs, err := listSubmissions(o.Submissions, o.Out)
 	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
@@ -321,15 +321,19 @@ type submission struct {
 }
 
 // listSubmissions lists the subfolders (symlinks to folders included),
-// sorted by name.
-func listSubmissions(dir string) ([]submission, error) {
+// sorted by name, but not the reports' folder.
+func listSubmissions(dir, reports string) ([]submission, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("--submissions %q: %w", dir, err)
 	}
+	absReports, _ := filepath.Abs(reports)
 	var out []submission
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
+		if abs, _ := filepath.Abs(p); abs == absReports {
+			continue // the reports' own folder, put among the submissions
+		}
 		// Files beside the folders are not submissions; a link that leads
 		// nowhere is one (it gets a row saying so).
 		if fi, err := os.Stat(p); (err == nil && !fi.IsDir()) || (err != nil && e.Type()&os.ModeSymlink == 0 && !e.IsDir()) {
