@@ -27,7 +27,7 @@ func newChatServerCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "chat-server",
-		Short: "Chat server: broadcast, /who, /msg, /upload, /files, /download (docs/PROTOCOLS.md section 4)",
+		Short: "Chat server: broadcast, /who, /msg, /upload, /files, /download, /get (docs/PROTOCOLS.md section 4)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger, cfg.Out = logger(), cmd.OutOrStdout()
@@ -47,8 +47,7 @@ func newChatServerCmd() *cobra.Command {
 	f.Int64Var(&cfg.MinRate, "min-rate", 4096, "bytes/s a transfer may not fall below on average")
 	f.Int64Var(&cfg.MaxFileSize, "max-file-size", 1<<30, "largest upload in bytes")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line in bytes")
-	f.IntVar(&cfg.QueueLen, "queue", 1024, "outbound queue per client, in messages")
-	f.DurationVar(&cfg.QueueWait, "queue-wait", 2*time.Second, "how long a full queue may hold a sender before its reader is disconnected")
+	f.IntVar(&cfg.QueueBytes, "queue-bytes", 1<<20, "outbound queue per client, in bytes (each line counts 64 more); a client whose queue is full is disconnected at once")
 	return cmd
 }
 

@@ -27,6 +27,7 @@ type ClientConfig struct {
 	DownloadDir string        // where FILE transfers are saved (default ".")
 	Timeout     time.Duration // per read/write of a transfer, and to wait for replies (default 30s)
 	WaitTimeout time.Duration // for the script command /wait (default 10s)
+	MaxLine     int           // longest line sent, in bytes (default 4096, the server's default)
 	Delay       time.Duration // pause between input lines (scripts; default none)
 	Diag        io.Writer     // where Run reports failed script commands (default: out)
 	// Progress, when set, gets a bar per transfer.
@@ -44,7 +45,9 @@ type Client struct {
 
 	mu      sync.Mutex
 	outMu   sync.Mutex
-	history []string      // lines received, for /wait and reply matching
+	history []string   // lines received (escaped), for /wait
+	pending []*request // commands sent, oldest first, awaiting their reply
+	joined  bool
 	base    int           // index of history[0] (old lines are dropped)
 	notify  chan struct{} // closed and replaced on each new line
 	ended   chan struct{} // closed when the reader stops
@@ -72,6 +75,9 @@ func NewClient(conn net.Conn, cfg ClientConfig, out io.Writer) *Client {
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = 10 * time.Second
 	}
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = 4096
+	}
 	if cfg.DownloadDir == "" {
 		cfg.DownloadDir = "."
 	}
@@ -97,14 +103,19 @@ func (c *Client) print(line string) {
 	c.outMu.Unlock()
 }
 
-// read prints every line that arrives and saves FILE transfers. The reader
-// never times out on an idle chat; the per-read timeout applies to payloads.
+// read prints every line that arrives and saves FILE transfers. It tells
+// replies from chat by the framing alone (docs/PROTOCOLS.md section 4)
+// and hands each reply to the oldest command still waiting for one. The
+// reader never times out on an idle chat; the per-read timeout applies to
+// payloads. Nothing received is printed raw: Escape first.
 func (c *Client) read() {
 	defer close(c.ended)
+	inList := false
 	for {
 		c.c.LimitRead(365*24*time.Hour, time.Time{})
 		line, err := wire.ReadLine(c.br, 1<<20)
 		if errors.Is(err, wire.ErrLineTooLong) {
+			c.show("ERROR received a line over 1 MiB (dropped)")
 			continue
 		}
 		if err != nil {
@@ -113,20 +124,131 @@ func (c *Client) read() {
 			c.mu.Unlock()
 			return
 		}
-		c.print(line)
-		if rest, ok := strings.CutPrefix(line, "FILE "); ok {
-			msg, err := c.save(rest)
+		shown := Escape(line)
+		switch {
+		case !c.isJoined():
+			c.show(shown)
+			if line == "* "+c.joining()+" joined" {
+				c.setJoined()
+				c.answer(shown)
+			} else if Classify(line) == ReplyLine {
+				c.answer(shown)
+			}
+		case inList: // every line up to "." is an entry, whatever it looks like
+			c.show(shown)
+			if line == "." {
+				inList = false
+				c.answer(shown)
+			}
+		case Classify(line) == ChatLine:
+			c.show(shown)
+		case Classify(line) == EntryLine:
+			c.show(shown)
+			if line == "." {
+				c.answer(shown)
+			} else {
+				inList = true
+			}
+		case strings.HasPrefix(line, "FILE "):
+			c.show(shown)
+			msg, err := c.save(strings.TrimPrefix(line, "FILE "))
 			if err != nil {
-				c.print("ERROR download: " + err.Error())
-				c.record("ERROR download: " + err.Error())
+				msg = "ERROR download: " + err.Error()
+				c.show(msg)
+				c.answer(msg)
 				c.raw.Close() // out of step with the stream
 				continue
 			}
-			c.print(msg)
-			c.record(line)
-			line = msg
+			c.show(msg)
+			c.answer(msg)
+		default:
+			c.show(shown)
+			c.answer(shown)
 		}
-		c.record(line)
+	}
+}
+
+// show prints a line and records it for /wait.
+func (c *Client) show(line string) {
+	c.print(line)
+	c.record(line)
+}
+
+func (c *Client) isJoined() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.joined
+}
+
+func (c *Client) setJoined() {
+	c.mu.Lock()
+	c.joined = true
+	c.mu.Unlock()
+}
+
+// joining is the nickname of the oldest pending nickname line.
+func (c *Client) joining() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return ""
+	}
+	return c.pending[0].nick
+}
+
+// maxPending bounds the commands sent whose replies have not arrived.
+const maxPending = 1024
+
+// request is a line sent that the server answers with exactly one reply.
+type request struct {
+	nick  string      // a nickname line: its confirmation is "* <nick> joined"
+	reply chan string // buffered: the reader never blocks on it
+}
+
+// expect registers a request before its line is written (the reply may
+// arrive before the write returns).
+func (c *Client) expect(nick string) (*request, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) >= maxPending {
+		return nil, fmt.Errorf("%d commands still await their replies", len(c.pending))
+	}
+	r := &request{nick: nick, reply: make(chan string, 1)}
+	c.pending = append(c.pending, r)
+	return r, nil
+}
+
+// answer hands a reply to the oldest pending request; a reply nobody
+// asked for (an ERROR before a close, say) is only printed.
+func (c *Client) answer(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return
+	}
+	r := c.pending[0]
+	c.pending = c.pending[1:]
+	r.reply <- line
+}
+
+// wait returns the reply to r.
+func (c *Client) wait(ctx context.Context, r *request) (string, error) {
+	t := time.NewTimer(c.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case l := <-r.reply:
+		return l, nil
+	case <-c.ended:
+		select {
+		case l := <-r.reply:
+			return l, nil
+		default:
+		}
+		return "", errors.New("connection closed")
+	case <-t.C:
+		return "", fmt.Errorf("no reply within %v", c.cfg.Timeout)
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
 }
 
@@ -217,10 +339,39 @@ func (c *Client) await(ctx context.Context, from int, timeout time.Duration, mat
 	}
 }
 
-func (c *Client) sendLine(line string) error {
+func (c *Client) sendRaw(s string) error {
 	c.c.LimitWrite(c.cfg.Timeout, time.Time{})
-	if _, err := io.WriteString(c.c, line+"\n"); err != nil {
+	if _, err := io.WriteString(c.c, s); err != nil {
 		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+// IsCommand says whether the server answers line (as typed, without its
+// line ending) with exactly one reply: a line starting with "/" but not
+// "//". A message line gets no reply.
+func IsCommand(line string) bool {
+	return strings.TrimSpace(line) != "" && strings.HasPrefix(line, "/") && !strings.HasPrefix(line, "//")
+}
+
+// Send sends one line as typed. A command's reply is awaited by the
+// reader (and handed to nobody); a line the server would refuse without
+// it being a command (over MaxLine, or holding a line break) is refused
+// here, so every reply is matched to its command.
+func (c *Client) Send(line string) error {
+	if strings.ContainsAny(line, "\n") {
+		return errors.New("a line may not contain a line break")
+	}
+	if len(line) > c.cfg.MaxLine {
+		return fmt.Errorf("line of %d bytes not sent: over the %d-byte limit", len(line), c.cfg.MaxLine)
+	}
+	if IsCommand(line) {
+		if _, err := c.expect(""); err != nil {
+			return err
+		}
+	}
+	if err := c.sendRaw(line + "\n"); err != nil {
+		return fmt.Errorf("%w: %w", errSend, err)
 	}
 	return nil
 }
@@ -228,17 +379,21 @@ func (c *Client) sendLine(line string) error {
 // Join sends nick and waits for "* <nick> joined" (the server's confirmation)
 // or an ERROR, which is returned.
 func (c *Client) Join(ctx context.Context, nick string) error {
-	from := c.mark()
-	if err := c.sendLine(nick); err != nil {
-		return err
+	if strings.ContainsAny(nick, "\r\n") {
+		return fmt.Errorf("join as %q: a nickname is one line", nick)
 	}
-	l, _, err := c.await(ctx, from, c.cfg.Timeout, func(l string) bool {
-		return l == "* "+nick+" joined" || strings.HasPrefix(l, "ERROR")
-	})
+	r, err := c.expect(nick)
 	if err != nil {
 		return fmt.Errorf("join as %q: %w", nick, err)
 	}
-	if strings.HasPrefix(l, "ERROR") {
+	if err := c.sendRaw(nick + "\n"); err != nil {
+		return err
+	}
+	l, err := c.wait(ctx, r)
+	if err != nil {
+		return fmt.Errorf("join as %q: %w", nick, err)
+	}
+	if l != "* "+nick+" joined" {
 		return fmt.Errorf("join as %q: %s", nick, l)
 	}
 	return nil
@@ -259,8 +414,14 @@ func (c *Client) Upload(ctx context.Context, path, name string) error {
 	if name == "" {
 		name = filepath.Base(path)
 	}
-	from := c.mark()
+	if err := ValidateFileName(name); err != nil {
+		return fmt.Errorf("upload %q: %w", name, err)
+	}
 	size := info.Size()
+	r, err := c.expect("")
+	if err != nil {
+		return fmt.Errorf("upload %q: %w", name, err)
+	}
 	c.c.LimitWrite(c.cfg.Timeout, time.Time{})
 	if _, err := io.WriteString(c.c, "/upload "+name+" "+strconv.FormatInt(size, 10)+"\n"); err != nil {
 		return fmt.Errorf("upload: %w", err)
@@ -275,13 +436,11 @@ func (c *Client) Upload(ctx context.Context, path, name string) error {
 	if _, err := io.CopyN(w, f, size); err != nil {
 		return fmt.Errorf("upload %q: %w", name, err)
 	}
-	l, _, err := c.await(ctx, from, c.cfg.Timeout, func(l string) bool {
-		return strings.HasPrefix(l, "OK ") || strings.HasPrefix(l, "ERROR")
-	})
+	l, err := c.wait(ctx, r)
 	if err != nil {
-		return fmt.Errorf("upload %q: no reply: %w", name, err)
+		return fmt.Errorf("upload %q: %w", name, err)
 	}
-	if strings.HasPrefix(l, "ERROR") {
+	if strings.HasPrefix(l, "ERROR ") {
 		return &ServerError{Line: l}
 	}
 	if want := "OK " + hex.EncodeToString(h.Sum(nil)); l != want {
@@ -297,7 +456,7 @@ func (e *ServerError) Error() string { return "server: " + e.Line }
 
 // Quit sends /quit and waits for the server to close the connection.
 func (c *Client) Quit(ctx context.Context) error {
-	if err := c.sendLine("/quit"); err != nil {
+	if err := c.Send("/quit"); err != nil {
 		return err
 	}
 	select {

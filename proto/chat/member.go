@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,12 +20,15 @@ func (s *Server) serveMember(ctx context.Context, m *member, br *bufio.Reader) s
 		line, err := wire.ReadLine(br, s.cfg.MaxLine)
 		switch {
 		case errors.Is(err, wire.ErrLineTooLong):
-			m.send(item{lines: []string{"ERROR line too long (limit " + strconv.Itoa(s.cfg.MaxLine) + " bytes)"}})
+			s.reply(m, "ERROR line too long (limit "+strconv.Itoa(s.cfg.MaxLine)+" bytes)")
 			continue
+		case errors.Is(err, wire.ErrDiscardLimit):
+			s.reply(m, tooLongClosing)
+			return "line too long"
 		case errors.Is(err, io.EOF):
 			return "closed by client"
 		case wire.IsTimeout(err):
-			m.send(item{lines: []string{"ERROR idle timeout"}})
+			s.reply(m, "ERROR idle timeout")
 			return "idle timeout"
 		case err != nil:
 			return "read failed: " + err.Error()
@@ -36,7 +40,8 @@ func (s *Server) serveMember(ctx context.Context, m *member, br *bufio.Reader) s
 	return "server stopping"
 }
 
-func (s *Server) reply(m *member, lines ...string) { m.send(item{lines: lines}) }
+// reply queues a command's reply (one line, or a listing) for m.
+func (s *Server) reply(m *member, lines ...string) { m.send(item{lines: lines, reply: true}) }
 
 // line acts on one line; done means the connection ends.
 func (s *Server) line(ctx context.Context, m *member, br *bufio.Reader, text string) (bool, string) {
@@ -47,8 +52,9 @@ func (s *Server) line(ctx context.Context, m *member, br *bufio.Reader, text str
 	switch l.Kind {
 	case Empty:
 	case Say:
-		s.broadcast(m, m.nick+": "+l.Text)
-		s.println(m.nick + ": " + l.Text)
+		line := m.nick + ": " + Escape(l.Text)
+		s.broadcast(m, line)
+		s.println(line)
 	case Who:
 		s.reply(m, append(s.Nicks(), ".")...)
 	case Msg:
@@ -56,16 +62,18 @@ func (s *Server) line(ctx context.Context, m *member, br *bufio.Reader, text str
 		to := s.members[l.Nick]
 		s.mu.RUnlock()
 		if to != nil {
-			to.send(item{lines: []string{"[private] " + m.nick + ": " + l.Text}})
+			to.send(item{lines: []string{"[private] " + m.nick + ": " + Escape(l.Text)}})
+			s.reply(m, "OK sent to "+l.Nick)
 		} else {
-			s.reply(m, "ERROR no such nickname "+l.Nick)
+			s.reply(m, "ERROR no such nickname "+Escape(l.Nick))
 		}
 	case Files:
 		names, err := s.store.List()
 		if err != nil {
 			s.cfg.Logger.Error("list failed", "err", err)
 			s.reply(m, "ERROR cannot list the files")
-		} else {
+		} else { // names that could read as another line are not shared
+			names = slices.DeleteFunc(names, func(n string) bool { return ValidateFileName(n) != nil })
 			s.reply(m, append(names, ".")...)
 		}
 	case Download:

@@ -45,8 +45,7 @@ type Config struct {
 	MinRate     int64         // average bytes/s a transfer may not fall below (default 4096)
 	MaxLine     int           // longest line in bytes (default 4096)
 	MaxFileSize int64         // largest upload (default 1 GiB)
-	QueueLen    int           // outbound queue per client, in items (default 1024)
-	QueueWait   time.Duration // how long a sender waits for room in a full queue (default 2s)
+	QueueBytes  int           // outbound queue per client, in bytes (default 1 MiB; see queue.go)
 	UploadQuiet time.Duration // window after an upload that must stay silent (default 25ms)
 	Get         GetHandler    // nil: /get answers NotAvailableGet
 	Logger      *slog.Logger
@@ -63,7 +62,6 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 10*time.Minute)
 	def(&c.IOTimeout, 30*time.Second)
 	def(&c.UploadQuiet, 25*time.Millisecond)
-	def(&c.QueueWait, 2*time.Second)
 	if c.MaxClients <= 0 {
 		c.MaxClients = 100
 	}
@@ -76,8 +74,8 @@ func (c *Config) setDefaults() {
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 1 << 30
 	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 1024
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 1 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -86,6 +84,10 @@ func (c *Config) setDefaults() {
 		c.Out = io.Discard
 	}
 }
+
+// tooLongClosing ends a connection whose line runs past what the server
+// reads to stay in step (wire.MaxDiscard).
+const tooLongClosing = "ERROR line too long (over 64 MiB, not read to its end); closing"
 
 // maxNickTries bounds how many nicknames one connection may try.
 const maxNickTries = 10
@@ -194,62 +196,6 @@ func (s *Server) closeAll() {
 	}
 }
 
-// item is one unit of a client's outbound queue: lines, or a file.
-type item struct {
-	lines []string
-	file  *os.File // /download: written as FILE <name> <size> + bytes
-	name  string
-	size  int64
-}
-
-// member is a joined client. Only its writer goroutine writes to c once
-// joined; everyone else enqueues. q is never closed (senders work from a
-// snapshot of the room and may race with a leave): quit ends the writer.
-type member struct {
-	nick string
-	c    *wire.Conn
-	q    chan item
-	wait time.Duration
-
-	kickOnce sync.Once
-	kicked   chan struct{}
-	reason   string
-	quit     chan struct{} // closed by the handler when the client leaves
-	done     chan struct{} // closed when the writer has finished
-}
-
-// send enqueues it. A full queue gets up to m.wait to make room (the sender
-// waits: that is the room's flow control); a client that makes no room in
-// that time reads too slowly for the room and is disconnected.
-func (m *member) send(it item) {
-	select {
-	case m.q <- it:
-		return
-	default:
-	}
-	t := time.NewTimer(m.wait)
-	defer t.Stop()
-	select {
-	case m.q <- it:
-		return
-	case <-m.done:
-	case <-t.C:
-		m.kick("outbound queue overflow (reading too slowly)")
-	}
-	if it.file != nil {
-		it.file.Close()
-	}
-}
-
-func (m *member) kick(reason string) {
-	m.kickOnce.Do(func() {
-		m.reason = reason
-		close(m.kicked)
-		m.c.LimitWrite(0, time.Now()) // unblock the writer at once
-		_ = m.c.Conn.SetWriteDeadline(time.Now())
-	})
-}
-
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	wc := wire.NewConn(c, s.cfg.IOTimeout)
 	br := bufio.NewReaderSize(wc, 64<<10)
@@ -259,9 +205,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		log.Info("join failed", "err", err)
 		return
 	}
-	m := &member{nick: nick, c: wc, q: make(chan item, s.cfg.QueueLen), wait: s.cfg.QueueWait,
-		kicked: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
-	m.q <- item{lines: []string{"* " + nick + " joined"}} // the newcomer's confirmation comes first
+	m := newMember(nick, wc, s.cfg.QueueBytes)
+	m.send(item{lines: []string{"* " + nick + " joined"}, reply: true}) // the newcomer's confirmation comes first
 	// The room is snapshotted in the same critical section as the change,
 	// so exactly those present before a join hear of it; the writer starts
 	// after, so a client confirmed as joined is in the room.
@@ -285,8 +230,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	wc.LimitWrite(s.cfg.IOTimeout, time.Now().Add(s.cfg.IOTimeout))
 	close(m.quit)
 	<-m.done
-	for len(m.q) > 0 { // the writer gave up early: release queued files
-		if it := <-m.q; it.file != nil {
+	for _, it := range m.q.take() { // the writer gave up early: release queued files
+		if it.file != nil {
 			it.file.Close()
 		}
 	}
@@ -298,8 +243,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	log.Info("client left", "nick", nick, "reason", why)
 }
 
-// broadcast sends line to every member but skip, outside the lock: a send
-// may wait for a slow queue and must not hold up joins and leaves.
+// broadcast sends line to every member but skip, from a snapshot taken
+// under the lock; sends never wait.
 func (s *Server) broadcast(skip *member, line string) {
 	s.mu.RLock()
 	room := s.roomLocked(skip)
@@ -338,6 +283,10 @@ func (s *Server) join(wc *wire.Conn, br *bufio.Reader) (string, error) {
 				return "", err
 			}
 			continue
+		}
+		if errors.Is(err, wire.ErrDiscardLimit) {
+			_ = reply(tooLongClosing)
+			return "", fmt.Errorf("read nickname: %w", err)
 		}
 		if err != nil {
 			if wire.IsTimeout(err) {
@@ -381,66 +330,4 @@ func (s *Server) reserve(nick string) bool {
 	}
 	s.members[nick] = nil
 	return true
-}
-
-func (s *Server) writer(m *member, log *slog.Logger) {
-	defer close(m.done)
-	defer m.c.Close()
-	bw := bufio.NewWriterSize(m.c, 64<<10)
-	for {
-		var it item
-		select {
-		case it = <-m.q:
-		case <-m.kicked:
-			s.lastWords(m)
-			return
-		case <-m.quit:
-			for len(m.q) > 0 { // flush what was queued before the leave
-				if err := s.write(m, bw, <-m.q); err != nil {
-					return
-				}
-			}
-			_ = bw.Flush()
-			return
-		}
-		if err := s.write(m, bw, it); err != nil {
-			select {
-			case <-m.kicked:
-				s.lastWords(m)
-			default:
-				log.Info("write failed", "err", err)
-			}
-			return
-		}
-	}
-}
-
-// lastWords tries, briefly, to tell a kicked client why.
-func (s *Server) lastWords(m *member) {
-	m.c.LimitWrite(200*time.Millisecond, time.Now().Add(200*time.Millisecond))
-	_, _ = io.WriteString(m.c, "ERROR disconnected: "+m.reason+"\n")
-}
-
-func (s *Server) write(m *member, bw *bufio.Writer, it item) error {
-	if it.file == nil {
-		for _, l := range it.lines {
-			if _, err := bw.WriteString(l + "\n"); err != nil {
-				return err
-			}
-		}
-		if len(m.q) > 0 { // more to come: let them share a syscall
-			return nil
-		}
-		return bw.Flush()
-	}
-	defer it.file.Close()
-	m.c.LimitWrite(s.cfg.IOTimeout, wire.TransferCap(it.size, s.cfg.IOTimeout, s.cfg.MinRate))
-	defer m.c.LimitWrite(s.cfg.IOTimeout, time.Time{})
-	if _, err := fmt.Fprintf(bw, "FILE %s %d\n", it.name, it.size); err != nil {
-		return err
-	}
-	if _, err := io.CopyN(bw, it.file, it.size); err != nil {
-		return fmt.Errorf("send %q: %w", it.name, err)
-	}
-	return bw.Flush()
 }
