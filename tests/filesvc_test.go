@@ -672,3 +672,66 @@ func TestFilesvcThousandConnectingClientsNeitherKillNorStarve(t *testing.T) {
 	assert.Equal(t, "Client04", c.Name)
 	require.NoError(t, c.Exit(ctx))
 }
+
+// TestFilesvcFIFOInTheServedFolder (issue 13.4): a FIFO in the repository
+// is not listed, `get` of it (or of a link to it) is refused at once, the
+// client's slot and the server stay usable, and SIGTERM stops the server.
+func TestFilesvcFIFOInTheServedFolder(t *testing.T) {
+	lab := appLab(t, "fsfifo")
+	repo := t.TempDir()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(repo, "pipe"), 0o644))
+	require.NoError(t, os.Symlink("pipe", filepath.Join(repo, "pipe-link")))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "ok.txt"), []byte("ok\n"), 0o644))
+	srv := startServer(t, lab, 12345, "filesvc-server", "--repo", repo, "--log", filepath.Join(t.TempDir(), "log.jsonl"))
+
+	l := rawIn(t, lab, "h2", srv.addr)
+	require.Equal(t, "Client01", l.read(5*time.Second))
+	assert.Equal(t, []string{"ok.txt"}, l.list())
+	l.send("list") // no newline: the command ends at the pause (issue 10.2)
+	assert.Equal(t, "ok.txt", l.read(5*time.Second))
+	assert.Equal(t, ".", l.read(5*time.Second))
+	for _, name := range []string{"pipe", "pipe-link"} {
+		l.send("get " + name + "\n")
+		assert.Equal(t, "ERROR not a regular file", l.read(5*time.Second), "get %q", name)
+	}
+	l.send("get ok.txt\n")
+	assert.Equal(t, "START 3", l.read(5*time.Second))
+	assert.Equal(t, "ok", l.read(5*time.Second))
+	assert.Equal(t, "END", l.read(5*time.Second))
+
+	start := time.Now()
+	srv.stop(syscall.SIGTERM)
+	assert.Less(t, time.Since(start), 4*time.Second, "SIGTERM is not held up by the FIFO")
+}
+
+// TestFilesvcTricklingPutHoldsNoSlot (issues 13.4, 17.4): with one slot, a
+// put that trickles a byte every 50 ms — of an accepted name, then of a
+// refused one whose payload is skipped — is cut about one rate window
+// after it starts, with an ERROR line, and the next client gets the slot.
+func TestFilesvcTricklingPutHoldsNoSlot(t *testing.T) {
+	lab := appLab(t, "fstrickle")
+	srv := startServer(t, lab, 12345, "filesvc-server", "--repo", t.TempDir(), "--log", filepath.Join(t.TempDir(), "log.jsonl"),
+		"--max-clients", "1", "--min-rate", "1000", "--rate-window", "1s")
+	for i, header := range []string{"put big.bin 1073741824\n", "put ../out.bin 1073741824\n"} {
+		slow := rawIn(t, lab, "h2", srv.addr)
+		require.Equal(t, fmt.Sprintf("Client%02d", 2*i+1), slow.read(5*time.Second))
+		start := time.Now()
+		slow.send(header)
+		go func() {
+			for range 200 {
+				if _, err := slow.c.Write([]byte("t")); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond) // the trickle's pace
+			}
+		}()
+		assert.Equal(t, "ERROR upload too slow (under 1000 bytes/s over 1s); closing", slow.read(10*time.Second), header)
+		assert.Less(t, time.Since(start), 5*time.Second, "cut within about a window, not at the announced size's deadline")
+		slow.expectClosed(5 * time.Second)
+		srv.waitLine(fmt.Sprintf(`^Client%02d disconnected \(upload too slow\)`, 2*i+1), 5*time.Second)
+		next := rawIn(t, lab, "h3", srv.addr)
+		assert.Equal(t, fmt.Sprintf("Client%02d", 2*i+2), next.read(5*time.Second), "the slot is free again")
+		next.c.Close()
+		srv.waitLine(fmt.Sprintf(`^Client%02d disconnected`, 2*i+2), 5*time.Second)
+	}
+}

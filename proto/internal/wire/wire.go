@@ -125,6 +125,26 @@ func (c *Conn) LimitWrite(step time.Duration, cap time.Time) {
 	c.mu.Unlock()
 }
 
+// SetReadDeadline sets the overall cap of reads (zero: none); each read
+// still gets at most the current step. Readers that manage deadlines
+// themselves (MessageReader, RateReader) work through it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.readCap = t
+	d := deadline(c.readStep, t)
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(d) // moves a read already blocked
+}
+
+// SetWriteDeadline sets the overall cap of writes (zero: none).
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.writeCap = t
+	d := deadline(c.writeStep, t)
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(d)
+}
+
 func deadline(step time.Duration, cap time.Time) time.Time {
 	d := time.Now().Add(step)
 	if !cap.IsZero() && cap.Before(d) {
