@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/labctl/labctl/proto/internal/filestore"
+	"github.com/labctl/labctl/proto/internal/wire"
 )
 
 // ReplyWords are the first words of reply lines. A line from the server
@@ -69,58 +69,34 @@ func nickChars(s string) bool {
 	return s != ""
 }
 
-// Escape makes s safe to show on a terminal and to forward: every control
-// character (C0, DEL, C1), the Unicode bidirectional and line-separator
-// controls, and every byte that is not valid UTF-8 are written as a
-// visible escape: "\xHH" for a byte below 0x80 or an invalid byte,
-// "\uHHHH" for the others (ESC is "\x1b", CR "\x0d", TAB "\x09"). The
-// rest, backslashes included, is kept as is, so the escape is for display
-// and is not reversible. The server applies it to chat and /msg text and
-// to what it prints; the client to every line it prints.
+// Escape makes s safe to show on a terminal and to forward, on one line:
+// wire.Escape (every control character — C0 with tab, CR and LF, DEL, C1
+// — as a Go escape such as "\x1b", "\r", "\u0085"; each invalid UTF-8
+// byte as "\xHH"; a backslash as "\\"), and also the invisible controls
+// that reorder or break what a terminal shows (the Unicode bidirectional
+// marks and overrides, U+2028 and U+2029) as "\uHHHH". Other characters
+// pass unchanged. The server applies it to chat and /msg text and to
+// what it prints; the client to every line it prints.
 func Escape(s string) string {
-	if !needsEscape(s) {
+	s = wire.Escape(s)
+	if !strings.ContainsFunc(s, invisibleControl) {
 		return s
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n <= 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r < 0x80 && unsafeRune(r):
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case unsafeRune(r):
+	for _, r := range s { // valid UTF-8 now
+		if invisibleControl(r) {
 			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteString(s[i : i+n])
+		} else {
+			b.WriteRune(r)
 		}
-		i += n
 	}
 	return b.String()
 }
 
-func needsEscape(s string) bool {
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n <= 1 || unsafeRune(r) {
-			return true
-		}
-		i += n
-	}
-	return false
-}
-
-// unsafeRune: control characters and the invisible controls that reorder
-// or break what a terminal shows (Trojan-Source style bidi overrides).
-func unsafeRune(r rune) bool {
-	switch {
-	case r < 0x20, r >= 0x7f && r <= 0x9f:
-		return true
-	case r == 0x061c, r == 0x200e, r == 0x200f, r >= 0x202a && r <= 0x202e,
-		r >= 0x2066 && r <= 0x2069, r == 0x2028, r == 0x2029:
-		return true
-	}
-	return false
+// invisibleControl: the Trojan-Source characters and line separators.
+func invisibleControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e ||
+		r >= 0x2066 && r <= 0x2069 || r == 0x2028 || r == 0x2029
 }
 
 // Kind of a line received from the server.

@@ -208,12 +208,11 @@ func (s *Server) writer(m *member, log *slog.Logger) {
 			s.lastWords(m)
 			return
 		case <-m.quit:
-			for _, it := range m.q.take() { // flush what was queued before the leave
-				if err := s.write(m, bw, it); err != nil {
-					return
-				}
+			if s.writeAll(m, bw, m.q.take()) == nil && bw.Flush() == nil { // what was queued before the leave
+				// An ERROR before a close must not be lost to a reset
+				// caused by unread input (an over-long line, a trickle).
+				wire.CloseGently(m.c.Conn)
 			}
-			_ = bw.Flush()
 			return
 		}
 		err := s.writeAll(m, bw, m.q.take())

@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +41,9 @@ type Config struct {
 	JoinTimeout time.Duration // to send an acceptable nickname (default 30s)
 	IdleTimeout time.Duration // to receive a whole line once joined (default 10m)
 	IOTimeout   time.Duration // per read/write in a transfer or reply (default 30s)
-	MinRate     int64         // average bytes/s a transfer may not fall below (default 4096)
+	MinRate     int64         // bytes/s a transfer may not fall below over any RateWindow (default 4096)
+	RateWindow  time.Duration // the sliding window of MinRate, and its grace period (default 10s)
+	Pause       time.Duration // quiet time that ends a line sent without a newline (0: 200ms; <0: lines only)
 	MaxLine     int           // longest line in bytes (default 4096)
 	MaxFileSize int64         // largest upload (default 1 GiB)
 	QueueBytes  int           // outbound queue per client, in bytes (default 1 MiB; see queue.go)
@@ -68,6 +69,9 @@ func (c *Config) setDefaults() {
 	if c.MinRate <= 0 {
 		c.MinRate = 4096
 	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = wire.DefaultRateWindow
+	}
 	if c.MaxLine <= 0 {
 		c.MaxLine = 4096
 	}
@@ -87,7 +91,9 @@ func (c *Config) setDefaults() {
 
 // tooLongClosing ends a connection whose line runs past what the server
 // reads to stay in step (wire.MaxDiscard).
-const tooLongClosing = "ERROR line too long (over 64 MiB, not read to its end); closing"
+func (s *Server) tooLongClosing() string {
+	return fmt.Sprintf("ERROR line too long (limit %d bytes); closing after %d bytes", s.cfg.MaxLine, wire.MaxDiscard)
+}
 
 // maxNickTries bounds how many nicknames one connection may try.
 const maxNickTries = 10
@@ -96,11 +102,9 @@ const maxNickTries = 10
 type Server struct {
 	cfg   Config
 	store *filestore.Store
-	slots chan struct{}
 
 	mu      sync.RWMutex
 	members map[string]*member
-	conns   map[net.Conn]struct{}
 	outMu   sync.Mutex
 }
 
@@ -114,8 +118,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat: %w", err)
 	}
-	return &Server{cfg: cfg, store: store, slots: make(chan struct{}, cfg.MaxClients),
-		members: map[string]*member{}, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{cfg: cfg, store: store, members: map[string]*member{}}, nil
 }
 
 // Close releases the file folder; call it after Serve returns.
@@ -139,68 +142,31 @@ func (s *Server) println(line string) {
 	s.outMu.Unlock()
 }
 
+// FullMessage is the line a connection beyond MaxClients gets before the close.
+const FullMessage = "ERROR server full, try later"
+
 // Serve accepts clients on ln until ctx is cancelled (then it returns nil
-// after closing every connection) or ln fails. Serve closes ln.
+// after closing every connection and waiting for their goroutines) or ln
+// is closed. Serve closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer func() {
-		s.closeAll()
-		wg.Wait()
-	}()
 	s.cfg.Logger.Info("chat server listening", "addr", ln.Addr(), "files", s.store.Dir())
-	for {
-		c, err := wire.Accept(ctx, ln, s.cfg.Logger)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("chat: accept: %w", err)
-		}
-		select {
-		case s.slots <- struct{}{}:
-		default: // cheap and bounded, on the accept loop
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, "ERROR server full, try later\n")
-			c.Close()
-			continue
-		}
-		s.track(c, true)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-s.slots }()
-			defer s.track(c, false)
-			defer c.Close()
+	full := func(c net.Conn) { // cheap and bounded, on the accept loop
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, FullMessage+"\n")
+	}
+	return wire.Serve(ctx, ln, wire.ServeOptions{MaxConns: s.cfg.MaxClients, Full: full, Log: s.cfg.Logger},
+		func(ctx context.Context, c net.Conn) {
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
 			s.handle(ctx, c)
-		}()
-	}
-}
-
-func (s *Server) track(c net.Conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-}
-
-func (s *Server) closeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
+		})
 }
 
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	wc := wire.NewConn(c, s.cfg.IOTimeout)
-	br := bufio.NewReaderSize(wc, 64<<10)
+	mr := wire.NewMessageReader(wc, s.cfg.MaxLine, s.cfg.Pause)
 	log := s.cfg.Logger.With("remote", c.RemoteAddr())
-	nick, err := s.join(wc, br)
+	nick, err := s.join(ctx, wc, mr)
 	if err != nil {
 		log.Info("join failed", "err", err)
 		return
@@ -218,7 +184,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	sendAll(room, "* "+nick+" joined")
 	s.println("* " + nick + " joined")
 
-	why := s.serveMember(ctx, m, br)
+	why := s.serveMember(ctx, m, mr)
 
 	s.mu.Lock()
 	delete(s.members, nick)
@@ -269,42 +235,39 @@ func sendAll(room []*member, line string) {
 	}
 }
 
-// join reads nickname lines until one is valid and free.
-func (s *Server) join(wc *wire.Conn, br *bufio.Reader) (string, error) {
-	wc.LimitRead(s.cfg.JoinTimeout, time.Now().Add(s.cfg.JoinTimeout))
+// join reads nickname lines until one is valid and free. Each gets one
+// reply: an ERROR, or (from handle) the "* <nick> joined" confirmation.
+func (s *Server) join(ctx context.Context, wc *wire.Conn, mr *wire.MessageReader) (string, error) {
+	wc.LimitRead(s.cfg.JoinTimeout, time.Time{})
+	deadline := time.Now().Add(s.cfg.JoinTimeout)
 	reply := func(l string) error {
+		wc.LimitWrite(s.cfg.IOTimeout, time.Time{})
 		_, err := io.WriteString(wc, l+"\n")
 		return err
 	}
 	for try := 0; try < maxNickTries; try++ {
-		line, err := wire.ReadLine(br, s.cfg.MaxLine)
-		if errors.Is(err, wire.ErrLineTooLong) {
+		line, err := mr.ReadMessage(ctx, deadline)
+		switch {
+		case errors.Is(err, wire.ErrLineTooLong):
 			if err := reply("ERROR nickname longer than " + strconv.Itoa(MaxNickLen) + " characters"); err != nil {
 				return "", err
 			}
 			continue
-		}
-		if errors.Is(err, wire.ErrDiscardLimit) {
-			_ = reply(tooLongClosing)
-			return "", fmt.Errorf("read nickname: %w", err)
-		}
-		if err != nil {
-			if wire.IsTimeout(err) {
-				_ = reply("ERROR no nickname in time")
+		case errors.Is(err, wire.ErrDiscardLimit):
+			if reply(s.tooLongClosing()) == nil {
+				wire.CloseGently(wc.Conn)
 			}
+			return "", fmt.Errorf("read nickname: %w", err)
+		case err != nil && ctx.Err() == nil && wire.IsTimeout(err):
+			if reply("ERROR no nickname in time") == nil {
+				wire.CloseGently(wc.Conn)
+			}
+			return "", fmt.Errorf("read nickname: %w", err)
+		case err != nil:
 			return "", fmt.Errorf("read nickname: %w", err)
 		}
 		if err := ValidateNick(line); err != nil {
 			if err := reply("ERROR " + err.Error()); err != nil {
-				return "", err
-			}
-			continue
-		}
-		s.mu.RLock()
-		_, taken := s.members[line]
-		s.mu.RUnlock()
-		if taken {
-			if err := reply("ERROR nickname taken"); err != nil {
 				return "", err
 			}
 			continue
@@ -316,7 +279,9 @@ func (s *Server) join(wc *wire.Conn, br *bufio.Reader) (string, error) {
 			return "", err
 		}
 	}
-	_ = reply("ERROR too many nickname attempts")
+	if reply("ERROR too many nickname attempts") == nil {
+		wire.CloseGently(wc.Conn)
+	}
 	return "", errors.New("too many nickname attempts")
 }
 
