@@ -276,7 +276,7 @@ func (s *Server) write(m *member, bw *bufio.Writer, it item) error {
 		return nil
 	}
 	defer it.file.Close()
-	m.c.LimitWrite(s.cfg.IOTimeout, wire.TransferCap(it.size, s.cfg.IOTimeout, s.cfg.MinRate))
+	m.c.LimitWrite(s.cfg.IOTimeout, time.Time{})
 	defer m.c.LimitWrite(s.cfg.IOTimeout, time.Time{})
 	if _, err := fmt.Fprintf(bw, "FILE %s %d\n", it.name, it.size); err != nil {
 		return err
@@ -284,8 +284,11 @@ func (s *Server) write(m *member, bw *bufio.Writer, it item) error {
 	if err := bw.Flush(); err != nil { // the header in a write of its own
 		return err
 	}
-	if _, err := io.CopyN(bw, it.file, it.size); err != nil {
+	// A reader that drains the file too slowly (the upload's trickle rule,
+	// mirrored) ends the connection: the FILE header promised the bytes.
+	rw := wire.NewRateWriter(sockWriter{m}, m.c, wire.MinRate{Rate: s.cfg.MinRate, Window: s.cfg.RateWindow})
+	if _, err := io.CopyN(rw, it.file, it.size); err != nil {
 		return fmt.Errorf("send %q: %w", it.name, err)
 	}
-	return bw.Flush()
+	return nil
 }
