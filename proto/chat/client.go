@@ -107,7 +107,7 @@ func (c *Client) print(line string) {
 // replies from chat by the framing alone (docs/PROTOCOLS.md section 4)
 // and hands each reply to the oldest command still waiting for one. The
 // reader never times out on an idle chat; the per-read timeout applies to
-// payloads. Nothing received is printed raw: Escape first.
+// payloads. Nothing received is printed raw: Printable first.
 func (c *Client) read() {
 	defer close(c.ended)
 	inList := false
@@ -124,7 +124,7 @@ func (c *Client) read() {
 			c.mu.Unlock()
 			return
 		}
-		shown := Escape(line)
+		shown := Printable(line)
 		switch {
 		case !c.isJoined():
 			c.show(shown)

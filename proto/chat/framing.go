@@ -3,7 +3,10 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labctl/labctl/proto/internal/filestore"
 	"github.com/labctl/labctl/proto/internal/wire"
@@ -76,7 +79,7 @@ func nickChars(s string) bool {
 // that reorder or break what a terminal shows (the Unicode bidirectional
 // marks and overrides, U+2028 and U+2029) as "\uHHHH". Other characters
 // pass unchanged. The server applies it to chat and /msg text and to
-// what it prints; the client to every line it prints.
+// what it prints; the client prints every line through Printable.
 func Escape(s string) string {
 	s = wire.Escape(s)
 	if !strings.ContainsFunc(s, invisibleControl) {
@@ -89,6 +92,34 @@ func Escape(s string) string {
 		} else {
 			b.WriteRune(r)
 		}
+	}
+	return b.String()
+}
+
+// Printable is what the client prints of a received line: every control
+// character, invalid byte and invisible control escaped as Escape does,
+// but backslashes kept, so a line the server already escaped shows as
+// sent (not doubled) and no line from any server can move the cursor,
+// clear the screen or overwrite a line.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == utf8.RuneError || unicode.IsControl(r) || invisibleControl(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRuneToASCII(r) // '\x1b', '\r', '\u0085'
+			b.WriteString(q[1 : len(q)-1])
+		case invisibleControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
 	}
 	return b.String()
 }

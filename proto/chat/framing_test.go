@@ -22,6 +22,17 @@ func TestEscape(t *testing.T) {
 	}
 }
 
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		`alice: \x1b[2J C:\\path`: `alice: \x1b[2J C:\\path`, // escaped by the server: shown as sent
+		"bob: \x1b[2J\r":          `bob: \x1b[2J\r`,
+		"\u202eevil\xff":          `\u202eevil\xff`,
+		"ü 日本":                    "ü 日本",
+	} {
+		assert.Equal(t, want, Printable(in), "%q", in)
+	}
+}
+
 func TestClassify(t *testing.T) {
 	for l, want := range map[string]LineKind{
 		"alice: hi":                 ChatLine,
