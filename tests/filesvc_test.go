@@ -143,14 +143,22 @@ func dialIn(t testing.TB, lab, host, addr string) net.Conn {
 	return c
 }
 
+// tryDialIn dials from host. A fresh lab's first connection can meet "no
+// route to host" while its links finish coming up (neighbour discovery
+// fails once): that error alone is retried, within 10 s.
 func tryDialIn(lab, host, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := nsdo.DoNamed("lab-"+lab+"-"+host, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
-		return err
-	})
-	return c, err
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := nsdo.DoNamed("lab-"+lab+"-"+host, func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+			return err
+		})
+		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Now().After(deadline) {
+			return c, err
+		}
+	}
 }
 
 // lineConn is a raw protocol connection for tests that misbehave on purpose.
@@ -498,16 +506,17 @@ func TestFilesvcIdleAndSlowClientsTimeOut(t *testing.T) {
 	idle := rawIn(t, lab, "h2", srv.addr)
 	require.Equal(t, "Client01", idle.read(5*time.Second))
 
-	// A slow-loris line: a byte every 200 ms never makes a whole line in time.
+	// A slow-loris line: a byte every 50 ms (faster than the 200 ms pause
+	// that would end a message) never makes a whole line in time.
 	loris := rawIn(t, lab, "h3", srv.addr)
 	require.Equal(t, "Client02", loris.read(5*time.Second))
 	lorisDone := make(chan string, 1)
 	go func() {
-		for i := 0; i < 50; i++ {
+		for i := 0; i < 200; i++ {
 			if _, err := loris.c.Write([]byte("a")); err != nil {
 				break
 			}
-			time.Sleep(200 * time.Millisecond) // the client's pace, not a wait for readiness
+			time.Sleep(50 * time.Millisecond) // the client's pace, not a wait for readiness
 		}
 		lorisDone <- ""
 	}()
@@ -687,9 +696,13 @@ func TestFilesvcFIFOInTheServedFolder(t *testing.T) {
 	l := rawIn(t, lab, "h2", srv.addr)
 	require.Equal(t, "Client01", l.read(5*time.Second))
 	assert.Equal(t, []string{"ok.txt"}, l.list())
-	l.send("list") // no newline: the command ends at the pause (issue 10.2)
-	assert.Equal(t, "ok.txt", l.read(5*time.Second))
-	assert.Equal(t, ".", l.read(5*time.Second))
+	bare := rawIn(t, lab, "h3", srv.addr) // a client that sends no newlines (issue 10.2)
+	require.Equal(t, "Client02", bare.read(5*time.Second))
+	bare.send("list")
+	assert.Equal(t, "ok.txt", bare.read(5*time.Second))
+	assert.Equal(t, ".", bare.read(5*time.Second))
+	bare.send("get pipe")
+	assert.Equal(t, "ERROR not a regular file", bare.read(5*time.Second))
 	for _, name := range []string{"pipe", "pipe-link"} {
 		l.send("get " + name + "\n")
 		assert.Equal(t, "ERROR not a regular file", l.read(5*time.Second), "get %q", name)

@@ -350,7 +350,8 @@ func TestStopwaitSessionCap(t *testing.T) {
 
 func TestStopwaitCorruptedDatagramEarnsNACK(t *testing.T) {
 	// Sessions must not expire between the copies (a frame after expiry
-	// opens a new session, which would deliver it again by design).
+	// would get "ERROR session ended", or open a new session, instead of
+	// the answer the test expects).
 	lab, _, udpAddr := swLab(t, "swcrc", "--idle-timeout 1m")
 	long := strings.Repeat("0123456789abcdef", 60) // so a flipped bit lands in the message
 	delivered := map[string]bool{"bad-0": true}    // what may be delivered

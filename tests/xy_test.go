@@ -509,3 +509,50 @@ func TestXYFiguresFormAndLongestNames(t *testing.T) {
 	y.expect("ERROR client X sent a bad message; pair not acknowledged")
 	requireProgRunning(t, lab, "server", "xy")
 }
+
+// TestXYBareClientsAsLabPrograms runs the reference clients with --bare (the
+// seed figures' form: the name alone, no newline) as lab programs: the
+// server composes the text's form and both get the acknowledgment.
+func TestXYBareClientsAsLabPrograms(t *testing.T) {
+	f := writeLab(t, "xy.yaml", `
+hosts:
+  server:
+    programs:
+      - {name: xy, command: labctl app xy-server --port 12000, ready: {tcp: 12000, timeout: 10s}, time_limit: 30s}
+  x:
+    programs:
+      - name: client
+        command: labctl app xy-client --bare --server ${server}:12000
+        after: [server/xy]
+        stdin: [{line: Alice, delay: 300ms}]
+        time_limit: 30s
+  y:
+    programs:
+      - name: client
+        command: labctl app xy-client --bare --server ${server}:12000
+        after: [server/xy]
+        start_delay: 500ms
+        stdin: [{line: Bob, delay: 1500ms}]
+        time_limit: 30s
+switches: [s1]
+links:
+  - endpoints: [server, s1]
+  - endpoints: [x, s1]
+  - endpoints: [y, s1]
+checks:
+  - output: server/xy
+    matches: ['^Server is started$', '^Client X: Alice$', '^Client Y: Bob$', '^Sent acknowledgment to both X and Y$']
+    in_order: true
+  - output: x/client
+    matches: ['^Client X connected$', '^Alice$', '^X: Alice received before Y: Bob$']
+    in_order: true
+  - output: y/client
+    matches: ['^Client Y connected$', '^Bob$', '^X: Alice received before Y: Bob$']
+    in_order: true
+  - {exit: x/client}
+  - {exit: y/client}
+`)
+	r := labctl(t, "run", "--name", labName("xybare"), "-f", f)
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "5 passed, 0 failed")
+}

@@ -541,8 +541,36 @@ func TestEchoEscapesAndLenientFraming(t *testing.T) {
 	c.line()
 	c.send("hi\x1b[2J\rthere\x07\n")
 	assert.Equal(t, `hi\x1b[2J\rthere\a ACK`, c.line())
-	c.send("list")
-	assert.Equal(t, ".", c.line())
-	c.send("hello")
-	assert.Equal(t, "hello ACK", c.line())
+
+	bare := dialRaw(t, ts.addr) // a client that never sends a newline
+	bare.line()
+	bare.send("list")
+	assert.Equal(t, ".", bare.line())
+	bare.send("hello")
+	assert.Equal(t, "hello ACK", bare.line())
+}
+
+// A download drained too slowly is cut by the same sliding-window rule.
+func TestSlowDownloadHoldsNoSlot(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	require.NoError(t, os.MkdirAll(repo, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "big"), make([]byte, 64<<20), 0o644))
+	out := prototest.NewSink()
+	ts := startServer(t, Config{Repo: repo, MaxClients: 1, MinRate: 1 << 20, RateWindow: 300 * time.Millisecond, Out: out})
+	slow := dialRaw(t, ts.addr)
+	slow.line()
+	slow.send("get big\n")
+	start := time.Now()
+	go func() {
+		buf := make([]byte, 1024)
+		for time.Since(start) < 20*time.Second { // a reader far below 1 MiB/s
+			_ = slow.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := slow.br.Read(buf); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	out.Expect(t, "Client01 disconnected (get aborted)")
+	assert.Less(t, time.Since(start), 8*time.Second, "cut about a window after the socket buffers filled")
 }

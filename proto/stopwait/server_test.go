@@ -60,13 +60,33 @@ func TestIdleTimeout(t *testing.T) {
 	assert.Equal(t, "ERROR idle timeout (no frame within 200ms)", c.recv())
 }
 
+// An expired session that delivered something is remembered like an ended
+// one, so a late copy of its frame 0 is not delivered again; once the record
+// ages out the address opens a new session that expects 0. One that
+// delivered nothing is simply forgotten.
 func TestUDPIdleExpiry(t *testing.T) {
-	srv := start(t, &Server{IdleTimeout: 100 * time.Millisecond}, true)
+	srv := start(t, &Server{IdleTimeout: 100 * time.Millisecond, EndedAge: 300 * time.Millisecond}, true)
 	c := dial(t, srv.addr, true)
 	c.exchange(frame(0, "a"), "ACK 0")
 	srv.logs.expect(t, "session expired")
-	c.exchange(frame(1, "b"), "NACK 1") // a new session expects 0
+	c.exchange(frame(0, "a"), "ERROR session ended") // a late copy
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c.send(frame(1, "b"))
+		if got := c.recv(); got == "NACK 1" { // a new session expects 0
+			break
+		} else {
+			require.Equal(t, "ERROR session ended", got)
+		}
+		require.True(t, time.Now().Before(deadline), "the record never aged out")
+	}
 	c.exchange(frame(0, "c"), "ACK 0")
+	assert.Equal(t, []string{"Server is started", "a", "c"}, srv.out.lines())
+
+	quiet := dial(t, srv.addr, true)
+	quiet.exchange(frame(3, "x"), "NACK 3") // opens a session, delivers nothing
+	srv.logs.expect(t, `msg="session expired" net=udp remote=`+quiet.conn.LocalAddr().String())
+	quiet.exchange(frame(0, "y"), "ACK 0")
 }
 
 func TestUDPSessionEnded(t *testing.T) {

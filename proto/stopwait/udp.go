@@ -128,9 +128,7 @@ func (u *udpServer) handle(datagram []byte, addr net.Addr) {
 	}
 	if v.end {
 		delete(u.sessions, key)
-		now := time.Now()
-		u.ended[key] = now
-		u.endedOrder = append(u.endedOrder, endedKey{key, now})
+		u.remember(key, time.Now())
 		sess.log.Info("session ended", "reason", "TCHAU", "delivered", sess.expected)
 	}
 	sess.log.Debug("frame", "reply", v.reply)
@@ -143,11 +141,24 @@ func (u *udpServer) reply(addr net.Addr, line string) {
 	}
 }
 
-// sweep ends sessions idle for IdleTimeout.
+// remember records key as an ended session for EndedAge.
+func (u *udpServer) remember(key string, now time.Time) {
+	u.ended[key] = now
+	u.endedOrder = append(u.endedOrder, endedKey{key, now})
+}
+
+// sweep ends sessions idle for IdleTimeout and forgets ended sessions older
+// than EndedAge. An expired session that delivered anything is remembered
+// like one ended by TCHAU: a late copy of its frame 0 must not open a new
+// session and be delivered again. (So the ended table may pass MaxEnded by
+// at most MaxSessions.)
 func (u *udpServer) sweep(now time.Time) {
 	for key, sess := range u.sessions {
 		if now.Sub(sess.last) >= u.IdleTimeout {
 			delete(u.sessions, key)
+			if sess.expected > 0 {
+				u.remember(key, now)
+			}
 			sess.log.Info("session expired", "idle", u.IdleTimeout, "next_seq", sess.expected)
 		}
 	}

@@ -129,3 +129,41 @@ func TestServeBoundsAndOrder(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 }
+
+// Inline handlers run in accept order, and a slot frees when its
+// connection is closed, not when the handler returns.
+func TestServeInlineFreesSlotOnClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan net.Conn, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ln, ServeOptions{MaxConns: 1, Inline: true, Log: slog.New(slog.DiscardHandler)},
+			func(_ context.Context, c net.Conn) { got <- c })
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer a.Close()
+	first := <-got
+	b, err := net.Dial("tcp", ln.Addr().String()) // waits in the backlog
+	require.NoError(t, err)
+	defer b.Close()
+	select {
+	case <-got:
+		t.Fatal("a second connection was handed out beyond MaxConns")
+	case <-time.After(100 * time.Millisecond):
+	}
+	assert.Equal(t, a.LocalAddr().String(), first.RemoteAddr().String(), "accept order")
+	first.Close()
+	select {
+	case second := <-got:
+		assert.Equal(t, b.LocalAddr().String(), second.RemoteAddr().String())
+		second.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing the first connection did not free its slot")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}

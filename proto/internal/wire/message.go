@@ -22,9 +22,15 @@ type Deadliner interface {
 // MessageReader reads the messages of a lenient text protocol: a message is
 // a line ending in `\n` or `\r\n` (the terminator removed), or, when bytes
 // stop arriving for Pause without a newline, whatever arrived until then (a
-// trailing `\r` removed). A `\n` (or `\r\n`) that is the very next thing to
-// arrive after such a pause-ended message is its late terminator and is
-// skipped, so `send("Alice")` then `send("\n")` is one message.
+// trailing `\r` removed). A `\n`, `\r\n` or lone `\r` that is the very next
+// thing to arrive after such a pause-ended message is its late terminator
+// and is skipped, so `send("Alice")` then `send("\n")` is one message.
+//
+// Once the peer has ended one message with a newline, the pause no longer
+// ends its messages: a peer that frames with newlines is held to them, so a
+// line delayed part-way by a lost segment (TCP's retransmission timeout is
+// at least 200 ms) is never cut in two. A peer that never sends a newline
+// keeps the pause framing throughout.
 //
 // A message longer than max bytes is read to its end (newline or pause) and
 // thrown away, and ReadMessage returns ErrLineTooLong: the stream is still
@@ -43,6 +49,7 @@ type MessageReader struct {
 	discard int  // bytes of an over-long message thrown away so far
 	skipLF  bool // the last message ended by a pause: a `\n` next is its terminator
 	skipCR  bool // ... and a `\r` was already seen of that terminator
+	lines   bool // the peer has ended a message with a newline: no more pauses
 }
 
 // NewMessageReader reads messages of at most limit bytes from r. If r is a
@@ -131,19 +138,16 @@ func (m *MessageReader) take() (string, bool) {
 		return "", false
 	}
 	b, _ := m.br.Peek(n)
-	if m.skipLF {
+	if m.skipLF { // the late terminator of a pause-ended message
 		switch {
-		case m.skipCR && b[0] == '\n', !m.skipCR && b[0] == '\n':
+		case b[0] == '\n':
 			_, _ = m.br.Discard(1)
 			m.skipLF, m.skipCR = false, false
 			return m.take()
-		case !m.skipCR && b[0] == '\r':
-			m.skipCR = true
+		case b[0] == '\r' && !m.skipCR:
 			_, _ = m.br.Discard(1)
+			m.skipCR = true // dropped, whether or not a `\n` follows
 			return m.take()
-		}
-		if m.skipCR { // a lone `\r` after the message: part of the next one
-			m.partial = append(m.partial, '\r')
 		}
 		m.skipLF, m.skipCR = false, false
 	}
@@ -164,6 +168,7 @@ func (m *MessageReader) take() (string, bool) {
 	}
 	line := string(TrimEOL(m.partial))
 	m.partial = m.partial[:0]
+	m.lines = true
 	return line, true
 }
 
@@ -175,7 +180,7 @@ func (m *MessageReader) arm(ctx context.Context, deadline time.Time) (bool, erro
 		return false, nil
 	}
 	d, pauseBound := deadline, false
-	if m.pause > 0 && (len(m.partial) > 0 || m.discard > 0) {
+	if m.pause > 0 && !m.lines && (len(m.partial) > 0 || m.discard > 0) {
 		if p := time.Now().Add(m.pause); d.IsZero() || p.Before(d) {
 			d, pauseBound = p, true
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -39,27 +40,35 @@ func read(t *testing.T, m *MessageReader) string {
 func TestMessageReaderLinesAndPauses(t *testing.T) {
 	c, s := tcpPair(t)
 	m := NewMessageReader(s, 16, 100*time.Millisecond)
-	_, _ = c.Write([]byte("one\r\ntwo\nthr"))
-	assert.Equal(t, "one", read(t, m))
-	assert.Equal(t, "two", read(t, m))
+	_, _ = c.Write([]byte("thr"))
 	time.AfterFunc(20*time.Millisecond, func() { _, _ = c.Write([]byte("ee")) }) // within the pause
 	assert.Equal(t, "three", read(t, m), "a message without a newline ends at the pause")
 	_, _ = c.Write([]byte("\r\nfour\r")) // the late terminator of "three" is skipped
 	assert.Equal(t, "four", read(t, m), "a trailing CR is dropped")
-	_, _ = c.Write([]byte("\n\nfive\n")) // "four"'s late LF skipped; the next empty line is a message
-	assert.Equal(t, "", read(t, m))
+	_, _ = c.Write([]byte("\rfive")) // a lone late CR is dropped too
 	assert.Equal(t, "five", read(t, m))
+	_, _ = c.Write([]byte("\n\nsix\r\n")) // "five"'s late LF skipped; the next empty line is a message
+	assert.Equal(t, "", read(t, m))
+	assert.Equal(t, "six", read(t, m))
+
+	// The peer has used newlines: from now on only a newline ends a message.
+	_, _ = c.Write([]byte("sev"))
+	_, err := m.ReadMessage(context.Background(), time.Now().Add(300*time.Millisecond))
+	require.True(t, IsTimeout(err), "no pause framing once newlines were seen: %v", err)
+	_, _ = c.Write([]byte("en\n"))
+	assert.Equal(t, "seven", read(t, m))
 }
 
 func TestMessageReaderTooLong(t *testing.T) {
 	c, s := tcpPair(t)
 	m := NewMessageReader(s, 8, 100*time.Millisecond)
-	go func() { _, _ = c.Write([]byte(strings.Repeat("x", 100000) + "\nok\n" + strings.Repeat("y", 9))) }()
+	_, _ = c.Write([]byte(strings.Repeat("y", 9)))
 	_, err := m.ReadMessage(context.Background(), time.Now().Add(5*time.Second))
+	assert.ErrorIs(t, err, ErrLineTooLong, "a long message ended by a pause")
+	go func() { _, _ = c.Write([]byte(strings.Repeat("x", 100000) + "\nok\n")) }()
+	_, err = m.ReadMessage(context.Background(), time.Now().Add(5*time.Second))
 	assert.ErrorIs(t, err, ErrLineTooLong)
 	assert.Equal(t, "ok", read(t, m), "the long line was skipped to its end")
-	_, err = m.ReadMessage(context.Background(), time.Now().Add(5*time.Second))
-	assert.ErrorIs(t, err, ErrLineTooLong, "a long message ended by a pause")
 	_, _ = c.Write([]byte("12345678\n"))
 	assert.Equal(t, "12345678", read(t, m), "exactly the limit")
 }
@@ -153,5 +162,74 @@ func FuzzMessageReader(f *testing.F) {
 			require.False(t, tooLong)
 			require.Equal(t, want, got)
 		}
+	})
+}
+
+// pauser delivers its input in pieces; a 0xFF byte stands for a pause: the
+// read that meets it times out, as a socket's read deadline would.
+type pauser struct{ in []byte }
+
+func (p *pauser) SetReadDeadline(time.Time) error { return nil }
+
+func (p *pauser) Read(b []byte) (int, error) {
+	if len(p.in) == 0 {
+		return 0, io.EOF
+	}
+	if p.in[0] == 0xFF {
+		p.in = p.in[1:]
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := 0
+	for n < len(b) && n < len(p.in) && p.in[n] != 0xFF && n < 3 {
+		b[n] = p.in[n]
+		n++
+	}
+	p.in = p.in[n:]
+	return n, nil
+}
+
+// FuzzMessageReaderPauses: with pauses anywhere, messages never exceed the
+// limit nor hold a `\n`, every byte that is not a terminator ends up in
+// exactly one message (when none is too long), and nothing panics.
+func FuzzMessageReaderPauses(f *testing.F) {
+	for _, s := range []string{"Alice\xff\nBob\n", "a\xff\xff\r\nb\xffc", "\xff\n\n", "x\r\xff\ry\n", "0123456789abcdefXYZ\xffok"} {
+		f.Add([]byte(s))
+	}
+	const limit = 16
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m := NewMessageReader(&pauser{in: bytes.Clone(in)}, limit, time.Second)
+		var got []string
+		tooLong := false
+		for i := 0; i <= 2*len(in)+2; i++ {
+			msg, err := m.ReadMessage(context.Background(), time.Time{})
+			if errors.Is(err, ErrLineTooLong) {
+				tooLong = true
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if IsTimeout(err) { // a pause with nothing pending
+				continue
+			}
+			require.NoError(t, err)
+			require.LessOrEqual(t, len(msg), limit)
+			require.NotContains(t, msg, "\n")
+			got = append(got, msg)
+		}
+		if tooLong {
+			return
+		}
+		drop := func(b []byte) string { // terminators and pauses are not message bytes
+			var out []byte
+			for _, c := range b {
+				if c != '\n' && c != '\r' && c != 0xFF {
+					out = append(out, c)
+				}
+			}
+			return string(out)
+		}
+		want, have := drop(in), drop([]byte(strings.Join(got, "")))
+		require.Equal(t, want, have, "the bytes of the messages are the input's, in order")
 	})
 }

@@ -1,6 +1,11 @@
 // Package wire holds the line-and-bytes plumbing shared by the TCP lab
 // servers: bounded line reads, deadline-bound connections, size parsing and
-// the check for bytes sent past an announced upload.
+// the check for bytes sent past an announced upload; the lenient message
+// reader (a line, or what arrived before a 200 ms pause: MessageReader);
+// the sliding-window trickle rule for payloads (MinRate, RateReader,
+// RateWriter); Escape for printing client data; the one accept loop
+// (Serve) and CloseGently, which lets an ERROR line reach the client
+// before the close.
 package wire
 
 import (
