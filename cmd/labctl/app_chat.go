@@ -102,6 +102,7 @@ when the input ends.`,
 	f.DurationVar(&cfg.Delay, "delay", 0, "pause between input lines")
 	f.DurationVar(&cfg.WaitTimeout, "wait-timeout", 10*time.Second, "limit for /wait")
 	f.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per read/write of transfers, and to wait for replies")
+	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line sent, in bytes (the server's --max-line): longer ones are refused here")
 	f.StringVar(&cfg.DownloadDir, "download-dir", "downloads", "where downloads are saved")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar (none anyway when stderr is not a terminal)")
 	return cmd
