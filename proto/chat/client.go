@@ -347,6 +347,27 @@ func (c *Client) sendRaw(s string) error {
 	return nil
 }
 
+// Command sends a command line (IsCommand) and returns its reply: the
+// reply line, "." for a listing (its entries are printed), or for a FILE
+// the "saved …" or "ERROR download: …" line. It is how a caller reads a
+// reply by the framing, e.g. /get's "UDP <port> <size> <sha256>".
+func (c *Client) Command(ctx context.Context, line string) (string, error) {
+	if !IsCommand(line) || strings.ContainsAny(line, "\n") {
+		return "", fmt.Errorf("%q is not a command line", line)
+	}
+	if len(line) > c.cfg.MaxLine {
+		return "", fmt.Errorf("line of %d bytes not sent: over the %d-byte limit", len(line), c.cfg.MaxLine)
+	}
+	r, err := c.expect("")
+	if err != nil {
+		return "", err
+	}
+	if err := c.sendRaw(line + "\n"); err != nil {
+		return "", fmt.Errorf("%w: %w", errSend, err)
+	}
+	return c.wait(ctx, r)
+}
+
 // IsCommand says whether the server answers line (as typed, without its
 // line ending) with exactly one reply: a line starting with "/" but not
 // "//". A message line gets no reply.

@@ -126,6 +126,16 @@ func TestReplyFramingNeverTakesChatForAReply(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "a FILE line from a member is chat, not a download")
 	assert.Contains(t, out.String(), "mallory: FILE evil.txt 40\n")
 	assert.Contains(t, out.String(), "ERROR no such nickname nobody\n")
+
+	// Command hands back the reply to its own command, by the framing.
+	l, err := c.Command(context.Background(), "/msg mallory hi")
+	require.NoError(t, err)
+	assert.Equal(t, "OK sent to mallory", l)
+	l, err = c.Command(context.Background(), "/who")
+	require.NoError(t, err)
+	assert.Equal(t, ".", l, "a listing's reply is its end; its entries were printed")
+	_, err = c.Command(context.Background(), "not a command")
+	assert.Error(t, err)
 }
 
 func TestControlCharactersAreEscapedInMessagesAndPrivateMessages(t *testing.T) {
