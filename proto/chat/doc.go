@@ -111,7 +111,8 @@
 // each command it sends is registered before it is written, and each reply
 // goes to the oldest one waiting; a FILE line is a download header only as
 // a reply, never inside a listing or as chat. Downloads are saved into the
-// download folder, with "saved PATH (n bytes, sha256 HEX)". Client.Run
+// download folder, with "saved PATH (n bytes, sha256 HEX)". Client.Command
+// sends a command and returns its reply the same way. Client.Run
 // reads lines from a script or standard input; besides lines for the
 // server it knows "/upload PATH [NAME]" (a local file), "/sleep DURATION"
 // and "/wait TEXT" (until a received line contains TEXT) for labs, refuses

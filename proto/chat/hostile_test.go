@@ -285,13 +285,18 @@ func TestFIFOsAreNeverServed(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
 	require.NoError(t, os.Symlink("pipe", filepath.Join(dir, "link-to-pipe")))
-	ts := startServer(t, Config{Repo: dir})
+	ts := startServer(t, Config{Repo: dir, Get: func(_ context.Context, req GetRequest) (string, error) {
+		req.File.Close()
+		return "UDP 55001 0 x", nil
+	}})
 	a := join(t, ts.addr, "a")
 	for _, name := range []string{"pipe", "link-to-pipe"} {
-		start := time.Now()
-		a.send("/download " + name + "\n")
-		assert.Equal(t, "ERROR not a regular file", a.line(), name)
-		assert.Less(t, time.Since(start), time.Second)
+		for _, cmd := range []string{"/download ", "/get "} {
+			start := time.Now()
+			a.send(cmd + name + "\n")
+			assert.Equal(t, "ERROR not a regular file", a.line(), cmd+name)
+			assert.Less(t, time.Since(start), time.Second)
+		}
 	}
 	a.send("/files\n")
 	assert.Empty(t, a.multi())
