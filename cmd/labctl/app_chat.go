@@ -48,6 +48,7 @@ func newChatServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.RateWindow, "rate-window", 10*time.Second, "the sliding window of --min-rate")
 	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a line sent without a newline ends after this quiet time (negative: lines only)")
 	f.Int64Var(&cfg.MaxFileSize, "max-file-size", 1<<30, "largest upload in bytes")
+	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a received line without a newline ends after this quiet time (negative: lines only)")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line in bytes")
 	f.IntVar(&cfg.QueueBytes, "queue-bytes", 1<<20, "outbound queue per client, in bytes (each line counts 64 more); a client whose queue is full is disconnected at once")
 	return cmd
@@ -102,6 +103,7 @@ when the input ends.`,
 	f.DurationVar(&cfg.Delay, "delay", 0, "pause between input lines")
 	f.DurationVar(&cfg.WaitTimeout, "wait-timeout", 10*time.Second, "limit for /wait")
 	f.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per read/write of transfers, and to wait for replies")
+	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a received line without a newline ends after this quiet time (negative: lines only)")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line sent, in bytes (the server's --max-line): longer ones are refused here")
 	f.StringVar(&cfg.DownloadDir, "download-dir", "downloads", "where downloads are saved")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar (none anyway when stderr is not a terminal)")

@@ -28,6 +28,7 @@ type ClientConfig struct {
 	Timeout     time.Duration // per read/write of a transfer, and to wait for replies (default 30s)
 	WaitTimeout time.Duration // for the script command /wait (default 10s)
 	MaxLine     int           // longest line sent, in bytes (default 4096, the server's default)
+	Pause       time.Duration // a received line without a newline ends after this quiet time (0: 200ms; <0: lines only)
 	Delay       time.Duration // pause between input lines (scripts; default none)
 	Diag        io.Writer     // where Run reports failed script commands (default: out)
 	// Progress, when set, gets a bar per transfer.
@@ -40,7 +41,8 @@ type Client struct {
 	cfg ClientConfig
 	raw net.Conn
 	c   *wire.Conn
-	br  *bufio.Reader
+	mr  *wire.MessageReader
+	br  *bufio.Reader // mr's buffer, for download bytes
 	out io.Writer
 
 	mu      sync.Mutex
@@ -53,6 +55,9 @@ type Client struct {
 	ended   chan struct{} // closed when the reader stops
 	readErr error
 }
+
+// maxReceived is the longest line the client takes from a server.
+const maxReceived = 1 << 20
 
 // historyMax bounds the lines a client keeps for /wait.
 const historyMax = 10000
@@ -85,7 +90,8 @@ func NewClient(conn net.Conn, cfg ClientConfig, out io.Writer) *Client {
 		cfg.Diag = out
 	}
 	wc := wire.NewConn(conn, cfg.Timeout)
-	c := &Client{cfg: cfg, raw: conn, c: wc, br: bufio.NewReaderSize(wc, 64<<10), out: out,
+	mr := wire.NewMessageReader(wc, maxReceived, cfg.Pause)
+	c := &Client{cfg: cfg, raw: conn, c: wc, mr: mr, br: mr.Reader(), out: out,
 		notify: make(chan struct{}), ended: make(chan struct{})}
 	go c.read()
 	return c
@@ -113,8 +119,8 @@ func (c *Client) read() {
 	inList := false
 	for {
 		c.c.LimitRead(365*24*time.Hour, time.Time{})
-		line, err := wire.ReadLine(c.br, 1<<20)
-		if errors.Is(err, wire.ErrLineTooLong) {
+		line, err := c.mr.ReadMessage(context.Background(), time.Time{})
+		if errors.Is(err, wire.ErrLineTooLong) || errors.Is(err, wire.ErrDiscardLimit) {
 			c.show("ERROR received a line over 1 MiB (dropped)")
 			continue
 		}
@@ -272,7 +278,7 @@ func (c *Client) save(header string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c.c.LimitRead(c.cfg.Timeout, time.Time{})
+	c.c.LimitRead(c.cfg.Timeout, time.Time{}) // also clears a pause deadline the reader left
 	var r io.Reader = c.br
 	if c.cfg.Progress != nil {
 		b := c.cfg.Progress("download "+name, size)

@@ -7,7 +7,8 @@
 // bytes of an upload. A line ends in "\n" ("\r\n" accepted) or, leniently,
 // at a pause of 200 ms (Config.Pause) with no newline, as a student's
 // send(b"alice") leaves it; a "\n" right after such a line is its late
-// terminator. Lines are at most 4096 bytes (-max-line).
+// terminator, and a client that has used a newline is held to newlines
+// (wire.MessageReader). Lines are at most 4096 bytes (-max-line).
 //
 // The server sends nothing on connect. The client's first line is its
 // nickname: 1–32 ASCII letters, digits, "_" or "-", not reserved (below).
@@ -109,7 +110,8 @@
 // goroutine and an input loop), through Printable, so no control character
 // it receives reaches the terminal. It reads replies by the framing only:
 // each command it sends is registered before it is written, and each reply
-// goes to the oldest one waiting; a FILE line is a download header only as
+// goes to the oldest one waiting (it reads the server's lines leniently
+// too: ClientConfig.Pause); a FILE line is a download header only as
 // a reply, never inside a listing or as chat. Downloads are saved into the
 // download folder, with "saved PATH (n bytes, sha256 HEX)". Client.Command
 // sends a command and returns its reply the same way. Client.Run

@@ -302,3 +302,39 @@ func TestFIFOsAreNeverServed(t *testing.T) {
 	assert.Empty(t, a.multi())
 	ts.stop() // and SIGTERM-style shutdown does not hang on it
 }
+
+// TestClientReadsAServerThatSendsNoNewline: a student's server sends its
+// lines without "\n"; the client prints each after the pause, not never.
+func TestClientReadsAServerThatSendsNoNewline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	printed := make(chan struct{}, 2)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for _, msg := range []string{"* alice joined", "bob: hi"} {
+			_, _ = io.WriteString(c, msg)
+			select { // the client shows it before anything else arrives
+			case <-printed:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	var out syncBuffer
+	c, err := Dial(context.Background(), ln.Addr().String(), ClientConfig{Pause: 100 * time.Millisecond}, &out)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Join(context.Background(), "alice"))
+	printed <- struct{}{}
+	_, _, err = c.await(context.Background(), 0, 5*time.Second, func(l string) bool { return l == "bob: hi" })
+	require.NoError(t, err)
+	printed <- struct{}{}
+	<-c.Done()
+	assert.Equal(t, "* alice joined\nbob: hi\n", out.String())
+}
