@@ -148,14 +148,16 @@ func (c *Client) read() {
 			}
 		case Classify(line) == ChatLine:
 			c.show(shown)
-		case Classify(line) == EntryLine:
+		case Classify(line) == EntryLine && c.awaitsListing():
 			c.show(shown)
 			if line == "." {
 				c.answer(shown)
 			} else {
 				inList = true
 			}
-		case strings.HasPrefix(line, "FILE "):
+		case Classify(line) == EntryLine: // no listing is due: a line of another server's making
+			c.show(shown)
+		case strings.HasPrefix(line, "FILE ") && c.awaitsFile():
 			c.show(shown)
 			msg, err := c.save(strings.TrimPrefix(line, "FILE "))
 			if err != nil {
@@ -202,24 +204,48 @@ func (c *Client) joining() string {
 	return c.pending[0].nick
 }
 
+// awaitsListing says whether the oldest pending request is a /who or /files.
+func (c *Client) awaitsListing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > 0 && c.pending[0].listing
+}
+
+// awaitsFile says whether the oldest pending request is a /download.
+func (c *Client) awaitsFile() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > 0 && c.pending[0].file
+}
+
 // maxPending bounds the commands sent whose replies have not arrived.
 const maxPending = 1024
 
 // request is a line sent that the server answers with exactly one reply.
 type request struct {
-	nick  string      // a nickname line: its confirmation is "* <nick> joined"
-	reply chan string // buffered: the reader never blocks on it
+	nick    string      // a nickname line: its confirmation is "* <nick> joined"
+	listing bool        // /who or /files: the reply may be a listing
+	file    bool        // /download: the reply may be a FILE header and bytes
+	reply   chan string // buffered: the reader never blocks on it
+}
+
+func commandWord(line string) string {
+	word, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+	return word
 }
 
 // expect registers a request before its line is written (the reply may
-// arrive before the write returns).
-func (c *Client) expect(nick string) (*request, error) {
+// arrive before the write returns): a nickname line (nick set) or a
+// command line.
+func (c *Client) expect(nick, line string) (*request, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pending) >= maxPending {
 		return nil, fmt.Errorf("%d commands still await their replies", len(c.pending))
 	}
-	r := &request{nick: nick, reply: make(chan string, 1)}
+	w := commandWord(line)
+	r := &request{nick: nick, listing: nick == "" && (w == "/who" || w == "/files"),
+		file: nick == "" && w == "/download", reply: make(chan string, 1)}
 	c.pending = append(c.pending, r)
 	return r, nil
 }
@@ -364,7 +390,7 @@ func (c *Client) Command(ctx context.Context, line string) (string, error) {
 	if len(line) > c.cfg.MaxLine {
 		return "", fmt.Errorf("line of %d bytes not sent: over the %d-byte limit", len(line), c.cfg.MaxLine)
 	}
-	r, err := c.expect("")
+	r, err := c.expect("", line)
 	if err != nil {
 		return "", err
 	}
@@ -393,7 +419,7 @@ func (c *Client) Send(line string) error {
 		return fmt.Errorf("line of %d bytes not sent: over the %d-byte limit", len(line), c.cfg.MaxLine)
 	}
 	if IsCommand(line) {
-		if _, err := c.expect(""); err != nil {
+		if _, err := c.expect("", line); err != nil {
 			return err
 		}
 	}
@@ -409,7 +435,7 @@ func (c *Client) Join(ctx context.Context, nick string) error {
 	if strings.ContainsAny(nick, "\r\n") {
 		return fmt.Errorf("join as %q: a nickname is one line", nick)
 	}
-	r, err := c.expect(nick)
+	r, err := c.expect(nick, "")
 	if err != nil {
 		return fmt.Errorf("join as %q: %w", nick, err)
 	}
@@ -445,7 +471,7 @@ func (c *Client) Upload(ctx context.Context, path, name string) error {
 		return fmt.Errorf("upload %q: %w", name, err)
 	}
 	size := info.Size()
-	r, err := c.expect("")
+	r, err := c.expect("", "/upload")
 	if err != nil {
 		return fmt.Errorf("upload %q: %w", name, err)
 	}

@@ -111,8 +111,9 @@
 // it receives reaches the terminal. It reads replies by the framing only:
 // each command it sends is registered before it is written, and each reply
 // goes to the oldest one waiting (it reads the server's lines leniently
-// too: ClientConfig.Pause); a FILE line is a download header only as
-// a reply, never inside a listing or as chat. Downloads are saved into the
+// too: ClientConfig.Pause); a FILE line is a download header only as the
+// reply to a /download, and lines are listing entries only as the reply
+// to a /who or /files — never chat, never inside a listing. Downloads are saved into the
 // download folder, with "saved PATH (n bytes, sha256 HEX)". Client.Command
 // sends a command and returns its reply the same way. Client.Run
 // reads lines from a script or standard input; besides lines for the

@@ -116,6 +116,11 @@ func FuzzClientStream(f *testing.F) {
 		var out syncBuffer
 		c := NewClient(cli, ClientConfig{DownloadDir: down, Timeout: time.Second}, &out)
 		c.setJoined()
+		for _, cmd := range []string{"/download a", "/who", "/download b", "/files", "/msg b x", "/download c"} {
+			if _, err := c.expect("", cmd); err != nil { // replies are due: downloads and listings are read
+				t.Fatal(err)
+			}
+		}
 		go func() {
 			_, _ = srv.Write(stream)
 			srv.Close()

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -162,9 +163,13 @@ func TestControlCharactersAreEscapedInMessagesAndPrivateMessages(t *testing.T) {
 	assert.NotContains(t, srvOut.String(), "\r")
 }
 
-// fakeServer accepts one connection, writes script to it and half-closes
+// step of a fake server: wait for a line from the client holding wait
+// (if set), then write.
+type step struct{ wait, write string }
+
+// fakeServer accepts one connection, plays steps on it and half-closes
 // it; it returns the address.
-func fakeServer(t *testing.T, script string) string {
+func fakeServer(t *testing.T, steps ...step) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -175,34 +180,53 @@ func fakeServer(t *testing.T, script string) string {
 			return
 		}
 		defer c.Close()
-		_, _ = io.WriteString(c, script)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		for _, s := range steps {
+			for s.wait != "" {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if strings.Contains(l, s.wait) {
+					break
+				}
+			}
+			_, _ = io.WriteString(c, s.write)
+		}
 		_ = c.(*net.TCPConn).CloseWrite()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.Copy(io.Discard, c)
+		_, _ = io.Copy(io.Discard, br)
 	}()
 	return ln.Addr().String()
 }
 
-func TestClientNeverPrintsAControlCharacterAndReadsListingsByFraming(t *testing.T) {
-	addr := fakeServer(t, "* alice joined\n"+
-		"bob: \x1b[2J\r* root joined\x07\n"+
-		"\x1b]0;title\x07\n"+ // not chat, not a reply: a listing entry
-		"FILE evil.txt 4\n"+ // inside a listing: an entry, not a download
-		".\n"+
-		"BYE\n")
+func TestClientNeverPrintsAControlCharacterAndReadsRepliesByFraming(t *testing.T) {
+	addr := fakeServer(t,
+		step{wait: "alice", write: "* alice joined\n" +
+			"bob: \x1b[2J\r* root joined\x07\n" +
+			"FILE evil.txt 4\n" + // no /download is due: a line, not a download
+			"\x1b]0;title\x07\n"}, // no listing is due: a line
+		step{wait: "/who", write: "alice\n" +
+			"FILE evil.txt 4\n" + // inside a listing: an entry, not a download
+			".\n"},
+		step{wait: "/quit", write: "BYE\n"})
 	var out syncBuffer
 	down := t.TempDir()
 	c, err := Dial(context.Background(), addr, ClientConfig{DownloadDir: down}, &out)
 	require.NoError(t, err)
 	defer c.Close()
 	require.NoError(t, c.Join(context.Background(), "alice"))
-	<-c.Done()
+	l, err := c.Command(context.Background(), "/who")
+	require.NoError(t, err)
+	assert.Equal(t, ".", l)
+	require.NoError(t, c.Quit(context.Background()))
 	got := out.String()
-	assert.Equal(t, "* alice joined\n"+`bob: \x1b[2J\r* root joined\a`+"\n"+`\x1b]0;title\a`+"\nFILE evil.txt 4\n.\nBYE\n", got)
+	assert.Equal(t, "* alice joined\n"+`bob: \x1b[2J\r* root joined\a`+"\nFILE evil.txt 4\n"+`\x1b]0;title\a`+
+		"\nalice\nFILE evil.txt 4\n.\nBYE\n", got)
 	assert.False(t, strings.ContainsFunc(strings.ReplaceAll(got, "\n", ""), unicode.IsControl))
 	entries, err := os.ReadDir(down)
 	require.NoError(t, err)
-	assert.Empty(t, entries, "no download started inside a listing")
+	assert.Empty(t, entries, "no download was started")
 }
 
 func TestOverLongLinesGetOneErrorBeforeTheCloseInEveryPhase(t *testing.T) {
