@@ -48,7 +48,6 @@ func newChatServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.RateWindow, "rate-window", 10*time.Second, "the sliding window of --min-rate")
 	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a line sent without a newline ends after this quiet time (negative: lines only)")
 	f.Int64Var(&cfg.MaxFileSize, "max-file-size", 1<<30, "largest upload in bytes")
-	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a received line without a newline ends after this quiet time (negative: lines only)")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line in bytes")
 	f.IntVar(&cfg.QueueBytes, "queue-bytes", 1<<20, "outbound queue per client, in bytes (each line counts 64 more); a client whose queue is full is disconnected at once")
 	return cmd
