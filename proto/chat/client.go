@@ -45,15 +45,16 @@ type Client struct {
 	br  *bufio.Reader // mr's buffer, for download bytes
 	out io.Writer
 
-	mu      sync.Mutex
-	outMu   sync.Mutex
-	history []string   // lines received (escaped), for /wait
-	pending []*request // commands sent, oldest first, awaiting their reply
-	joined  bool
-	base    int           // index of history[0] (old lines are dropped)
-	notify  chan struct{} // closed and replaced on each new line
-	ended   chan struct{} // closed when the reader stops
-	readErr error
+	mu        sync.Mutex
+	outMu     sync.Mutex
+	history   []string   // lines received (escaped), for /wait
+	pending   []*request // commands sent, oldest first, awaiting their reply
+	joined    bool
+	lastWords string        // the last ERROR no command was waiting for (the server's reason to close)
+	base      int           // index of history[0] (old lines are dropped)
+	notify    chan struct{} // closed and replaced on each new line
+	ended     chan struct{} // closed when the reader stops
+	readErr   error
 }
 
 // maxReceived is the longest line the client takes from a server.
@@ -256,6 +257,9 @@ func (c *Client) answer(line string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pending) == 0 {
+		if strings.HasPrefix(line, "ERROR ") {
+			c.lastWords = line
+		}
 		return
 	}
 	r := c.pending[0]
@@ -275,6 +279,12 @@ func (c *Client) wait(ctx context.Context, r *request) (string, error) {
 		case l := <-r.reply:
 			return l, nil
 		default:
+		}
+		c.mu.Lock()
+		last := c.lastWords
+		c.mu.Unlock()
+		if last != "" {
+			return "", fmt.Errorf("connection closed after %q", last)
 		}
 		return "", errors.New("connection closed")
 	case <-t.C:

@@ -362,3 +362,14 @@ func TestClientReadsAServerThatSendsNoNewline(t *testing.T) {
 	<-c.Done()
 	assert.Equal(t, "* alice joined\nbob: hi\n", out.String())
 }
+
+func TestClientSaysWhyTheServerClosed(t *testing.T) {
+	addr := fakeServer(t, step{write: FullMessage + "\n"})
+	c, err := Dial(context.Background(), addr, ClientConfig{}, io.Discard)
+	require.NoError(t, err)
+	defer c.Close()
+	<-c.Done() // the refusal came before the nickname was sent
+	err = c.Join(context.Background(), "alice")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "server full")
+}
