@@ -31,7 +31,7 @@ type testServer struct {
 	stop func()
 }
 
-func startServer(t *testing.T, cfg Config) *testServer {
+func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	if cfg.Repo == "" {
 		cfg.Repo = filepath.Join(t.TempDir(), "files")
@@ -64,12 +64,12 @@ func startServer(t *testing.T, cfg Config) *testServer {
 }
 
 type raw struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
 
-func dialRaw(t *testing.T, addr string) *raw {
+func dialRaw(t testing.TB, addr string) *raw {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func dialRaw(t *testing.T, addr string) *raw {
 }
 
 // join connects as nick and waits for its own join line.
-func join(t *testing.T, addr, nick string) *raw {
+func join(t testing.TB, addr, nick string) *raw {
 	t.Helper()
 	r := dialRaw(t, addr)
 	r.send(nick + "\n")
@@ -305,7 +305,7 @@ func TestPerSenderOrder(t *testing.T) {
 }
 
 // deadReader joins as nick with a tiny receive buffer and never reads.
-func deadReader(t *testing.T, addr, nick string) *raw {
+func deadReader(t testing.TB, addr, nick string) *raw {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
