@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -747,4 +748,27 @@ func TestFilesvcTricklingPutHoldsNoSlot(t *testing.T) {
 		next.c.Close()
 		srv.waitLine(fmt.Sprintf(`^Client%02d disconnected`, 2*i+2), 5*time.Second)
 	}
+}
+
+// TestFilesvcLineOver64MBEndsWithWords (issue 13.7): a line that goes on
+// past the 64 MB the server reads of it gets one ERROR line before the
+// close, not a reset; the server serves the next client.
+func TestFilesvcLineOver64MBEndsWithWords(t *testing.T) {
+	lab := appLab(t, "fsflood")
+	srv := startServer(t, lab, 12345, "filesvc-server", "--repo", t.TempDir(), "--log", filepath.Join(t.TempDir(), "log.jsonl"))
+	l := rawIn(t, lab, "h2", srv.addr)
+	require.Equal(t, "Client01", l.read(5*time.Second))
+	go func() {
+		chunk := bytes.Repeat([]byte("z"), 1<<20)
+		for range 80 { // 80 MB, no newline; the write fails once the server closes
+			_ = l.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := l.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	assert.Equal(t, "ERROR line too long (limit 4096 bytes); closing after 67108864 bytes", l.read(30*time.Second))
+	l.expectClosed(5 * time.Second)
+	next := rawIn(t, lab, "h3", srv.addr)
+	assert.Equal(t, "Client02", next.read(5*time.Second))
 }

@@ -80,7 +80,9 @@
 //     protocol) is not refused: its line is read once the pair forms, and
 //     arrival order is then the order in which the server reads the lines.
 //   - Only the first message from each client counts; anything after it is
-//     ignored. A client that leaves after sending a valid message does not
+//     ignored (a waiting client's next 16 messages are read and dropped, so
+//     its leaving is still seen at once; beyond that, or after an
+//     over-long one, it is not read until its pair forms). A client that leaves after sending a valid message does not
 //     spoil the pair: its partner still gets the acknowledgment, but the
 //     server prints "Sent acknowledgment to both X and Y" (and, by default,
 //     exits) only if the line could be sent to both.

@@ -111,9 +111,13 @@ func (srv *server) forget(p *peer, err error) {
 const LeftLine = "A waiting client left before a partner connected; forgotten"
 
 // watch reads what a waiting client sends: its message (kept as early), and
-// after that anything more, dropped, so that its leaving is seen at once.
+// after that a few more, dropped, so that its leaving is seen at once. A
+// client that keeps sending after its message (more than maxExtra
+// messages, or an over-long one) is no longer read: it waits for its
+// partner or its deadline like a silent one, and cannot make the server
+// read a flood while it waits.
 func (srv *server) watch(ctx context.Context, p *peer, deadline time.Time) error {
-	for {
+	for extra := 0; extra <= maxExtra; {
 		if err := p.mr.Wait(ctx, deadline); err != nil {
 			return err
 		}
@@ -126,12 +130,29 @@ func (srv *server) watch(ctx context.Context, p *peer, deadline time.Time) error
 		case err == nil || errors.Is(err, ErrLineTooLong) || errors.Is(err, wire.ErrDiscardLimit):
 			if p.early == nil {
 				p.early = &early{msg: msg, err: tooLong(err)}
+			} else {
+				extra++
+			}
+			if err != nil { // over-long: read no further
+				extra = maxExtra + 1
 			}
 		default:
 			return err
 		}
 	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errWaitedTooLong
+	}
 }
+
+// maxExtra is how many messages after its first a waiting client may send
+// and still be read (and so be seen leaving at once).
+const maxExtra = 16
 
 func tooLong(err error) error {
 	if errors.Is(err, wire.ErrDiscardLimit) {

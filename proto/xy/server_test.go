@@ -325,3 +325,19 @@ func TestFloodGetsError(t *testing.T) {
 	x.expect("ERROR line too long (max 4096 bytes)")
 	y.expect("ERROR client X sent a line too long; pair not acknowledged")
 }
+
+// A waiting client that floods after its message is no longer read; it is
+// paired as usual, and its message counts.
+func TestWaitingClientFloods(t *testing.T) {
+	srv := start(t, &Server{})
+	x := dial(t, srv.addr)
+	srv.logs.expect(t, "client connected")
+	x.send("Alice\n" + strings.Repeat("more\n", 100))
+	y := dial(t, srv.addr)
+	x.expect("Client X connected")
+	y.expect("Client Y connected")
+	srv.out.expect(t, "Client X: Alice")
+	y.send("Bob\n")
+	x.expect("X: Alice received before Y: Bob")
+	y.expect("X: Alice received before Y: Bob")
+}
