@@ -24,6 +24,7 @@ type upFlags struct {
 	programs []string
 	detach   bool
 	oneShot  bool // run: the lab goes down right after
+	web      bool // serve the lab's live page (labctl web LAB)
 }
 
 func newUpCmd() *cobra.Command {
@@ -53,6 +54,7 @@ tree,DEPTH,FANOUT.`,
 	}
 	addLabFlags(cmd, &f)
 	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (see `labctl logs -f`)")
+	cmd.Flags().BoolVar(&f.web, "web", false, "serve the lab's live page (as `labctl web LAB`) and print its URL")
 	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
 }
@@ -102,6 +104,13 @@ func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) (*nodes.State, error) {
 	fmt.Fprintf(out, "*** lab %s up in %s: %d nodes, %d links, impairments: %s\n",
 		st.Lab, time.Since(t0).Round(time.Millisecond), len(st.Nodes), len(st.Links), backendWords(st.Backend))
 	printLinks(out, st)
+	if f.web {
+		u, err := startWeb(ctx, st)
+		if err != nil {
+			return st, err
+		}
+		fmt.Fprintf(out, "*** live page of the lab: %s\n", u)
+	}
 	if err := upTest(ctx, out, lab, st, f.test); err != nil {
 		return st, err
 	}
