@@ -170,6 +170,9 @@ func readCounters(ctx context.Context, st *nodes.State, hs *handles) (map[string
 		if l.Via == netem.ViaTAP {
 			es, ok := engine[l.ID]
 			if !ok {
+				if engine != nil {
+					errs = append(errs, fmt.Errorf("link %q: the engine does not report it", l.ID))
+				}
 				continue
 			}
 			if es.Down {
@@ -179,6 +182,9 @@ func readCounters(ctx context.Context, st *nodes.State, hs *handles) (map[string
 			continue
 		}
 		if !aok || !bok {
+			if ifs[l.A.NS] != nil && ifs[l.B.NS] != nil {
+				errs = append(errs, fmt.Errorf("link %q: no interface %s:%s or %s:%s", l.ID, l.A.Node, l.A.Iface, l.B.Node, l.B.Iface))
+			}
 			continue
 		}
 		counts[l.ID] = [2]Counts{vethCounts(a, b), vethCounts(b, a)}

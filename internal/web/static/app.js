@@ -28,7 +28,9 @@ const ui = {
   pos: {},
   sel: null, // {kind: 'node'|'link', id}
   formDirty: false,
+  stats: { opens: 0, snapshots: 0, events: 0, errors: 0 }, // for tests and curious users
 };
+window.labctlWeb = ui;
 
 function $(sel, root) { return (root || document).querySelector(sel); }
 function el(tag, attrs, ...kids) {
@@ -95,7 +97,7 @@ async function refreshLabs() {
     nav.append(a);
   }
   if (!labs.length) nav.append(el('span', { class: 'muted' }, 'no lab is up (start one with labctl up)'));
-  if (!ui.lab && labs.length) { location.hash = 'lab=' + encodeURIComponent(labs[0].lab); }
+  if (!ui.lab && !labFromHash() && labs.length) { location.hash = 'lab=' + encodeURIComponent(labs[0].lab); }
 }
 
 function setConn(ok, text) {
@@ -117,6 +119,7 @@ function banner(text, cls) {
 function openLab(lab) {
   if (ui.es) { ui.es.close(); ui.es = null; }
   ui.lab = lab;
+  ui.stats.opens++;
   ui.topo = null; ui.structure = ''; ui.programs = []; ui.checks = null; ui.counters = null; ui.prev = null; ui.history = {}; ui.down = null; ui.sel = null;
   $('#graph').textContent = '';
   $('#log').textContent = '';
@@ -130,9 +133,11 @@ function openLab(lab) {
   const es = new EventSource('/api/labs/' + encodeURIComponent(lab) + '/events');
   ui.es = es;
   es.onopen = () => setConn(true, 'live');
-  es.onerror = () => { if (ui.es === es) setConn(false, 'reconnecting…'); };
+  es.onerror = () => { ui.stats.errors++; if (ui.es === es) setConn(false, 'reconnecting…'); };
   const on = (name, fn) => es.addEventListener(name, (ev) => {
     if (ui.es !== es) return;
+    ui.stats.events++;
+    if (name === 'snapshot') ui.stats.snapshots++;
     let d;
     try { d = JSON.parse(ev.data); } catch (e) { return; }
     try { fn(d); } catch (e) { console.error(name, e); }
@@ -158,6 +163,7 @@ function openLab(lab) {
 
 function showDown() {
   document.body.classList.toggle('labdown', !!ui.down);
+  updateNodeStates();
   if (ui.down) { banner(ui.down.reason || 'the lab is down', 'down'); setConn(true, 'lab down'); return; }
   if (ui.topo && ui.topo.phase !== 'up') { banner(`lab ${ui.topo.lab} is ${ui.topo.phase}`); return; }
   banner('');
@@ -424,7 +430,8 @@ function setCounters(c, fromSnapshot) {
   }
   updateNodeStates();
   if (ui.sel && ui.sel.kind === 'link') renderLinkCounters();
-  if (c.error) $('#labinfo').title = 'counters: ' + c.error;
+  const err = $('#counters-error');
+  err.textContent = c.error ? 'counters: ' + c.error : '';
 }
 
 function setCell(td, v, text) { td.dataset.v = v; td.textContent = text; }
