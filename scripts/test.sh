@@ -31,11 +31,13 @@ command -v go >/dev/null || { echo "scripts/test.sh: Go is not installed (https:
 export PATH="$(go env GOPATH)/bin:$PATH"
 
 # Debian packages the tests use: iproute2 (tests cross-check with `ip`),
-# tshark (reads captures back), iperf3 is not needed. The VM test installs
+# tshark (reads captures back), chromium (the web page's tests), iperf3 is
+# not needed. The VM test installs
 # its own (qemu, busybox, the kernel package).
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v tshark >/dev/null || need+=(tshark)
+command -v chromium >/dev/null || need+=(chromium)   # tests/web_test.go drives the page in it
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -300,7 +300,7 @@ func TestWebPage(t *testing.T) {
 	waitJS(t, tab2, 10*time.Second, "the second page draws the lab", `document.querySelectorAll('#graph .node').length === 3 && document.querySelectorAll('#checks .check').length === 2`)
 
 	if p := os.Getenv("LABCTL_WEB_SCREENSHOT_TEST"); p != "" {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(p, png, 0o644))
 	}
@@ -335,7 +335,7 @@ func TestWebCourse(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "the link's form", `!!document.querySelector('#netem-form')`)
 	if p := os.Getenv("LABCTL_WEB_SCREENSHOT"); p != "" {
 		waitJS(t, ctx, 10*time.Second, "a few seconds of sparkline", `document.querySelector('#links .spark polyline').getAttribute('points').split(' ').length >= 5`)
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		require.NoError(t, err)
 		if !filepath.IsAbs(p) {
 			p = filepath.Join("..", p)
