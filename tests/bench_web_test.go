@@ -2,8 +2,8 @@ package tests
 
 import (
 	"bufio"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -154,6 +154,24 @@ func BenchmarkWebLinear100(b *testing.B) {
 			b.ReportMetric(bps, "B/s")
 		}
 	}
+	// The traffic did cross every link, both ways.
+	resp, err := http.Get(base + "api/labs/" + name)
+	require.NoError(b, err)
+	defer resp.Body.Close()
+	var snap struct {
+		Counters struct {
+			Links map[string]struct{ A, B []float64 } `json:"links"`
+		} `json:"counters"`
+	}
+	require.NoError(b, json.NewDecoder(resp.Body).Decode(&snap))
+	busy := 0
+	for _, l := range snap.Counters.Links {
+		if l.A[0] > 0 && l.B[0] > 0 {
+			busy++
+		}
+	}
+	fmt.Printf("links with packets both ways: %d of %d\n", busy, len(snap.Counters.Links))
+	require.Equal(b, 199, busy)
 }
 
 func sum(xs []int64) int64 {

@@ -133,17 +133,6 @@ type logWire struct {
 	X string `json:"x"`
 }
 
-func (w *labWatch) emit(name string, v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.emitLocked(name, b)
-	return b
-}
-
 func (w *labWatch) emitLocked(name string, b []byte) {
 	w.seq++
 	w.ring = append(w.ring, event{seq: w.seq, name: name, data: b})
