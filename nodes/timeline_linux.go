@@ -10,7 +10,6 @@ import (
 
 	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/topo"
-	"github.com/vishvananda/netlink"
 )
 
 // playTimeline acts on the lab at the times the lab file gives, counted
@@ -134,24 +133,5 @@ func SetImpairment(ctx context.Context, st *State, l *netem.Link, from string, s
 
 // setLinkState takes both ends of a link down or up.
 func (s *Supervisor) setLinkState(id string, up bool) error {
-	l, ok := s.st.Link(id)
-	if !ok {
-		return fmt.Errorf("no link %q", id)
-	}
-	for _, e := range []netem.End{l.A, l.B} {
-		err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
-			lk, err := h.LinkByName(e.Iface)
-			if err != nil {
-				return err
-			}
-			if up {
-				return h.LinkSetUp(lk)
-			}
-			return h.LinkSetDown(lk)
-		})
-		if err != nil {
-			return fmt.Errorf("%s:%s: %w", e.Node, e.Iface, err)
-		}
-	}
-	return nil
+	return SetLinkUp(s.st, id, up)
 }

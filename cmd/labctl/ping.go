@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/labctl/labctl/nodes"
@@ -96,39 +95,7 @@ func newPingAllCmd() *cobra.Command {
 }
 
 // pingAll prints Mininet's pingall report and says whether every pair
-// reached each other. A pair counts as reachable when one of three echoes
-// comes back within a second, so a lossy link does not read as broken.
+// reached each other.
 func pingAll(ctx context.Context, out io.Writer, st *nodes.State) bool {
-	fmt.Fprintln(out, "*** Ping: testing ping reachability")
-	res := nodes.PingAll(ctx, st, 3, time.Second, 32)
-	ok, total := 0, len(res)
-	var line []string
-	from := ""
-	flush := func() {
-		if from != "" {
-			fmt.Fprintf(out, "%s -> %s\n", from, strings.Join(line, " "))
-		}
-	}
-	for _, r := range res {
-		if r.From != from {
-			flush()
-			from, line = r.From, nil
-		}
-		if r.Received > 0 {
-			ok++
-			line = append(line, r.To)
-		} else {
-			line = append(line, "X")
-			if r.Err != nil {
-				logger().Debug("ping failed", "from", r.From, "to", r.To, "err", r.Err)
-			}
-		}
-	}
-	flush()
-	dropped := 0.0
-	if total > 0 {
-		dropped = 100 * float64(total-ok) / float64(total)
-	}
-	fmt.Fprintf(out, "*** Results: %.0f%% dropped (%d/%d received)\n", dropped, ok, total)
-	return ok == total
+	return nodes.PingAllReport(ctx, out, st)
 }

@@ -17,14 +17,16 @@ import (
 func init() { registerVerb(newUpCmd) }
 
 type upFlags struct {
-	src      labSource
-	backend  string
-	name     string
-	test     string
-	programs []string
-	detach   bool
-	oneShot  bool // run: the lab goes down right after
-	web      bool // serve the lab's live page (labctl web LAB)
+	src       labSource
+	backend   string
+	name      string
+	test      string
+	programs  []string
+	detach    bool
+	oneShot   bool   // run: the lab goes down right after
+	cli       bool   // open the console once up; its exit takes the lab down
+	cliScript string // run a console script once up, then take the lab down
+	web       bool   // serve the lab's live page (labctl web LAB)
 }
 
 func newUpCmd() *cobra.Command {
@@ -48,12 +50,22 @@ tree,DEPTH,FANOUT.`,
 			if err != nil {
 				return err
 			}
-			_, err = runUp(cmd, lab, f)
-			return err
+			console := f.cli || f.cliScript != ""
+			if console {
+				// The console owns the terminal: programs start detached.
+				f.detach = true
+			}
+			st, err := runUp(cmd, lab, f)
+			if err != nil || !console {
+				return err
+			}
+			return runConsole(cmd, st.Lab, f.cliScript, true)
 		},
 	}
 	addLabFlags(cmd, &f)
 	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (see `labctl logs -f`)")
+	cmd.Flags().BoolVar(&f.cli, "cli", false, "open the console (labctl cli) once the lab is up; leaving it takes the lab down, as sudo mn does")
+	cmd.Flags().StringVar(&f.cliScript, "cli-script", "", "run the console commands in `FILE` once the lab is up, then take the lab down; exit with the first failing command's status")
 	cmd.Flags().BoolVar(&f.web, "web", false, "serve the lab's live page (as `labctl web LAB`) and print its URL")
 	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
