@@ -73,6 +73,12 @@ func procStartTime(pid int) uint64 {
 func startLinkDaemons(ctx context.Context, st *State, log *slog.Logger) error {
 	for _, l := range st.Links {
 		if l.Via == netem.ViaTAP {
+			// The engine reads its links from the state file: it must list
+			// how each link was made (Via) before the engine starts, or an
+			// engine that reads it early serves no link.
+			if err := st.Save(); err != nil {
+				return err
+			}
 			return startEngine(ctx, st, log)
 		}
 	}
