@@ -273,6 +273,16 @@ func TestWebPage(t *testing.T) {
 	assert.Contains(t, cli.stderr, `--loss: bad percentage "110%": outside 0-100%`)
 	assert.Equal(t, "100%", netemShow(t, lab)["client-s1 from client"]["loss"])
 
+	// A capture of the link, downloaded as the page's link offers it.
+	magic, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
+		const a = document.querySelector('#cap-link');
+		const r = await fetch(a.href.replace(/seconds=[^&]*/, 'seconds=1'));
+		const b = new Uint8Array(await r.arrayBuffer());
+		return r.status + ' ' + r.headers.get('Content-Disposition') + ' ' + [...b.slice(0, 4)].map(x => x.toString(16).padStart(2, '0')).join('');
+	})()`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	assert.Regexp(t, `^200 attachment; filename="`+lab+`-client-s1-\d+\.pcapng" 0a0d0d0a$`, magic, "a pcapng section header block")
+
 	// Clean again, then the other link down and up from the page.
 	setField(t, ctx, "#f-loss", "")
 	click(t, ctx, "#netem-apply")
