@@ -95,7 +95,6 @@ func (s *Server) linkState(w http.ResponseWriter, r *http.Request, up bool) {
 	defer cancel()
 	var err error
 	if l.Via == netem.ViaTAP {
-		netem.EngineRoot = nodes.StateRoot
 		if up {
 			err = netem.LinkUp(ctx, st.Lab, l.ID)
 		} else {
@@ -187,7 +186,6 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("point %q: want delivered or sent", point))
 		return
 	}
-	netem.EngineRoot = nodes.StateRoot
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcapng")

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -26,6 +27,7 @@ const (
 	lineMax      = 4 << 10  // longer output lines are cut (the logs keep them whole)
 	logBackfill  = 1 << 20  // how far back in output.log a watcher starts
 	idleStop     = 30 * time.Second
+	maxWatches   = 64 // labs watched at once
 	sampleEvery  = time.Second
 	tailEvery    = 200 * time.Millisecond
 	callDeadline = 900 * time.Millisecond
@@ -42,27 +44,45 @@ type hub struct {
 	mu      sync.Mutex
 	watches map[string]*labWatch
 	ctx     context.Context
+	cancel  context.CancelFunc // ends every watcher
+	wg      sync.WaitGroup     // the watchers' goroutines
 }
 
-func newHub(ctx context.Context) *hub { return &hub{watches: map[string]*labWatch{}, ctx: ctx} }
+func newHub(ctx context.Context) *hub {
+	ctx, cancel := context.WithCancel(ctx)
+	return &hub{watches: map[string]*labWatch{}, ctx: ctx, cancel: cancel}
+}
 
-func (h *hub) acquire(lab string) *labWatch {
+// errTooManyLabs refuses a watcher beyond maxWatches.
+var errTooManyLabs = errors.New("too many labs watched at once")
+
+// acquire returns the lab's watcher, starting it if needed. exists says
+// whether the lab has state now: a lab with neither state nor a watcher is
+// not watched (a page asking for one that went down gets a 404).
+func (h *hub) acquire(lab string, exists bool) (*labWatch, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.watches[lab]
+	if w == nil && !exists {
+		return nil, fmt.Errorf("lab %q: %w", lab, nodes.ErrNoLab)
+	}
+	if w == nil && len(h.watches) >= maxWatches {
+		return nil, fmt.Errorf("lab %q: %w (%d)", lab, errTooManyLabs, maxWatches)
+	}
 	if w == nil {
 		ctx, cancel := context.WithCancel(h.ctx)
 		w = &labWatch{lab: lab, epoch: randomHex(4), notify: make(chan struct{}), poke: make(chan struct{}, 1),
 			cancel: cancel, started: make(chan struct{})}
 		h.watches[lab] = w
-		go w.run(ctx)
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); w.run(ctx) }()
 	}
 	w.refs++
 	if w.idle != nil {
 		w.idle.Stop()
 		w.idle = nil
 	}
-	return w
+	return w, nil
 }
 
 func (h *hub) release(w *labWatch) {
@@ -263,12 +283,27 @@ func (w *labWatch) run(ctx context.Context) {
 			logf.Close()
 		}
 	}()
+	lastID := ""
+	// forget drops what belonged to the deployment that is gone: a lab that
+	// comes back under the same name is a new one.
+	forget := func() {
+		hs.close()
+		rk = newRateKeeper()
+		plan, partial, resMark = nil, "", fileMark{}
+		if logf != nil {
+			logf.Close()
+			logf, logRd = nil, nil
+		}
+		w.mu.Lock()
+		w.programs, w.checks, w.counters, w.history, w.logTail = nil, nil, nil, nil, nil
+		w.mu.Unlock()
+	}
 	loadState := func() {
 		m, ok := markOf(nodes.Dir(w.lab) + "/state.json")
 		if !ok {
 			if st != nil || w.down == nil {
 				st = nil
-				hs.close()
+				forget()
 				b, _ := json.Marshal(map[string]string{"reason": "lab " + w.lab + " is down (it has no state on this machine)"})
 				w.mu.Lock()
 				w.down = b
@@ -284,14 +319,10 @@ func (w *labWatch) run(ctx context.Context) {
 		if err != nil {
 			return // being written: next time
 		}
-		if st != nil && s.ID != st.ID {
-			hs.close() // a new lab under the same name
-			plan, partial = nil, ""
-			if logf != nil {
-				logf.Close()
-				logf, logRd = nil, nil
-			}
+		if lastID != "" && s.ID != lastID {
+			forget()
 		}
+		lastID = s.ID
 		st, stMark = s, m
 		b, _ := json.Marshal(topologyOf(s))
 		w.mu.Lock()

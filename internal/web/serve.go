@@ -25,6 +25,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	err := hs.Serve(ln)
 	close(done)
+	s.hub.cancel() // the watchers, and their netlink sockets
+	s.hub.wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -307,11 +308,16 @@ func (s *Server) labSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := nodes.Load(lab); err != nil {
+	_, err := nodes.Load(lab)
+	if err != nil {
 		httpError(w, http.StatusNotFound, err.Error())
 		return
 	}
-	lw := s.hub.acquire(lab)
+	lw, err := s.hub.acquire(lab, true)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
 	defer s.hub.release(lw)
 	waitStarted(r.Context(), lw)
 	lw.mu.Lock()
@@ -341,7 +347,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
-	lw := s.hub.acquire(lab)
+	_, lerr := nodes.Load(lab)
+	lw, err := s.hub.acquire(lab, lerr == nil)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, nodes.ErrNoLab) {
+			code = http.StatusNotFound
+		}
+		httpError(w, code, err.Error())
+		return
+	}
 	defer s.hub.release(lw)
 	waitStarted(r.Context(), lw)
 	h := w.Header()

@@ -98,6 +98,8 @@ async function refreshLabs() {
   }
   if (!labs.length) nav.append(el('span', { class: 'muted' }, 'no lab is up (start one with labctl up)'));
   if (!ui.lab && !labFromHash() && labs.length) { location.hash = 'lab=' + encodeURIComponent(labs[0].lab); }
+  // A lab that was down is back: watch it again.
+  if (ui.lab && ui.es && ui.es.readyState === EventSource.CLOSED && labs.some(l => l.lab === ui.lab && l.phase !== 'down')) openLab(ui.lab);
 }
 
 function setConn(ok, text) {
@@ -133,7 +135,18 @@ function openLab(lab) {
   const es = new EventSource('/api/labs/' + encodeURIComponent(lab) + '/events');
   ui.es = es;
   es.onopen = () => setConn(true, 'live');
-  es.onerror = () => { ui.stats.errors++; if (ui.es === es) setConn(false, 'reconnecting…'); };
+  es.onerror = () => {
+    ui.stats.errors++;
+    if (ui.es !== es) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // The server refused the stream: the lab is not on this machine (any more).
+      ui.down = ui.down || { reason: `lab ${lab} is down (it has no state on this machine)` };
+      showDown();
+      setConn(false, 'lab down');
+      return;
+    }
+    setConn(false, 'reconnecting…');
+  };
   const on = (name, fn) => es.addEventListener(name, (ev) => {
     if (ui.es !== es) return;
     ui.stats.events++;
