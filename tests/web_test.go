@@ -345,7 +345,11 @@ func TestWebCourse(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "the link's form", `!!document.querySelector('#netem-form')`)
 	if p := os.Getenv("LABCTL_WEB_SCREENSHOT"); p != "" {
 		waitJS(t, ctx, 10*time.Second, "a few seconds of sparkline", `document.querySelector('#links .spark polyline').getAttribute('points').split(' ').length >= 5`)
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		// The whole page at 1600x1300, without a scrollbar.
+		require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1600, 1300)))
+		_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(document.documentElement.style.overflow = 'hidden', true)`))
+		require.NoError(t, err)
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		require.NoError(t, err)
 		if !filepath.IsAbs(p) {
 			p = filepath.Join("..", p)

@@ -337,18 +337,25 @@ func (w *labWatch) run(ctx context.Context) {
 		if st == nil {
 			return
 		}
+		// A namespace that is gone (the lab going down) is let go at once:
+		// an open netlink socket would keep it, and its links, alive.
+		var gone []string
+		for _, n := range st.Nodes {
+			if _, err := os.Stat(nsdo.Path(n.NS)); err != nil {
+				gone = append(gone, n.Name)
+				hs.drop(n.NS)
+			}
+		}
+		if len(gone) == len(st.Nodes) {
+			return
+		}
 		cctx, cancel := context.WithTimeout(ctx, callDeadline)
 		counts, down, err := readCounters(cctx, st, hs)
 		cancel()
 		now := time.Now()
-		cw := countersWire{T: now.UnixMilli(), Links: rk.sample(now, counts, down)}
+		cw := countersWire{T: now.UnixMilli(), Links: rk.sample(now, counts, down), Gone: gone}
 		if err != nil {
 			cw.Error = err.Error()
-		}
-		for _, n := range st.Nodes {
-			if _, err := os.Stat(nsdo.Path(n.NS)); err != nil {
-				cw.Gone = append(cw.Gone, n.Name)
-			}
 		}
 		b, _ := json.Marshal(cw)
 		w.mu.Lock()
