@@ -215,6 +215,13 @@ func TestWebPage(t *testing.T) {
 	assert.Equal(t, "→ delay 5ms", jsString(t, ctx, `document.querySelector('#graph .link[data-link="client-s1"] text[data-dir="a"]').textContent`))
 	assert.Contains(t, jsString(t, ctx, `document.querySelector('#graph .node[data-node="client"] title').textContent`), "10.0.0.")
 	assert.Equal(t, "changes allowed", jsString(t, ctx, `document.querySelector('#mode').textContent`))
+	// The wheel zooms, a double click fits again.
+	fit := jsString(t, ctx, `document.querySelector('#graph').getAttribute('viewBox')`)
+	zoomed := jsString(t, ctx, `(() => { const g = document.querySelector('#graph'), r = g.getBoundingClientRect();
+		g.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, bubbles: true, cancelable: true}));
+		return g.getAttribute('viewBox'); })()`)
+	assert.NotEqual(t, fit, zoomed)
+	assert.Equal(t, fit, jsString(t, ctx, `(() => { const g = document.querySelector('#graph'); g.dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return g.getAttribute('viewBox'); })()`))
 
 	// A line the program prints shows within 2 s, stdout and stderr apart.
 	waitJS(t, ctx, 10*time.Second, "the ticker's output shows", `[...document.querySelectorAll('#log .line.s-out .x')].some(x => x.textContent.startsWith('tick '))`)

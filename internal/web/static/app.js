@@ -257,7 +257,9 @@ function drawGraph(t) {
   let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
   for (const [x, y] of ps) { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y); }
   const pad = 70;
-  svg.setAttribute('viewBox', `${x0 - pad} ${y0 - pad} ${x1 - x0 + 2 * pad} ${y1 - y0 + 2 * pad}`);
+  ui.view = [x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad];
+  ui.fit = ui.view.slice();
+  svg.setAttribute('viewBox', ui.view.join(' '));
   svg.setAttribute('preserveAspectRatio', 'xMidYMid meet');
   const gl = sv('g', { class: 'links' }), gn = sv('g', { class: 'nodes' });
   svg.append(gl, gn);
@@ -352,6 +354,39 @@ function updateNodeStates() {
     g.classList.add(st);
     g.dataset.state = st.slice(3);
   }
+}
+
+// zoomable lets the wheel zoom the graph around the pointer, a drag pan
+// it, and a double click fit it again: big labs need it.
+function zoomable() {
+  const svg = $('#graph');
+  const toGraph = (ev) => {
+    const r = svg.getBoundingClientRect();
+    const [vx, vy, vw, vh] = ui.view;
+    const s = Math.max(vw / r.width, vh / r.height); // xMidYMid meet
+    return [vx + vw / 2 + (ev.clientX - r.left - r.width / 2) * s, vy + vh / 2 + (ev.clientY - r.top - r.height / 2) * s, s];
+  };
+  const set = () => svg.setAttribute('viewBox', ui.view.join(' '));
+  svg.addEventListener('wheel', (ev) => {
+    if (!ui.view) return;
+    ev.preventDefault();
+    const [gx, gy] = toGraph(ev);
+    const f = ev.deltaY > 0 ? 1.2 : 1 / 1.2;
+    const [vx, vy, vw, vh] = ui.view;
+    ui.view = [gx - (gx - vx) * f, gy - (gy - vy) * f, vw * f, vh * f];
+    set();
+  }, { passive: false });
+  let drag = null;
+  svg.addEventListener('pointerdown', (ev) => { if (ui.view && ev.button === 0) drag = { x: ev.clientX, y: ev.clientY, view: ui.view.slice(), moved: false }; });
+  window.addEventListener('pointermove', (ev) => {
+    if (!drag) return;
+    const [, , s] = toGraph(ev);
+    const dx = (ev.clientX - drag.x) * s, dy = (ev.clientY - drag.y) * s;
+    if (Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 3) drag.moved = true;
+    if (drag.moved) { ui.view = [drag.view[0] - dx, drag.view[1] - dy, drag.view[2], drag.view[3]]; set(); }
+  });
+  window.addEventListener('pointerup', () => { drag = null; });
+  svg.addEventListener('dblclick', () => { if (ui.fit) { ui.view = ui.fit.slice(); set(); } });
 }
 
 // ---- counters ----
@@ -530,6 +565,7 @@ function refilterLog() {
 function select(kind, id) {
   ui.sel = { kind, id };
   ui.formDirty = false;
+  ui.formMsg = null;
   for (const g of document.querySelectorAll('#graph .sel, #links tr.sel')) g.classList.remove('sel');
   if (kind === 'node') { const g = document.querySelector(`#graph .node[data-node="${CSS.escape(id)}"]`); if (g) g.classList.add('sel'); }
   if (kind === 'link') {
@@ -588,7 +624,7 @@ function renderDetail(force) {
   from.addEventListener('change', () => fill(from.value === l.b.node ? l.b_fields : l.a_fields));
   const apply = el('button', { type: 'submit', id: 'netem-apply', disabled: ro ? true : null }, 'apply');
   form.append(el('span', {}), apply);
-  form.append(el('span', { class: 'formerr', id: 'netem-error' }));
+  form.append(el('span', { class: 'formerr' + (ui.formMsg && ui.formMsg.ok ? ' ok-msg' : ''), id: 'netem-error' }, ui.formMsg && ui.formMsg.link === l.id ? ui.formMsg.text : ''));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); applyNetem(l, form); });
   box.append(el('h3', {}, 'impairment ', el('span', { class: 'muted' }, 'as labctl netem set: fields left empty are clean')));
   box.append(form);
@@ -642,20 +678,18 @@ function renderLinkCounters() {
 
 async function applyNetem(l, form) {
   for (const e of form.querySelectorAll('.err')) e.textContent = '';
-  $('#netem-error').textContent = '';
-  $('#netem-error').className = 'formerr';
+  formMessage(l, false, '');
   const fields = {};
   for (const f of FIELDS) { const v = form.elements[f].value.trim(); if (v) fields[f] = v; }
   try {
     const r = await post(`/api/labs/${encodeURIComponent(ui.lab)}/links/${encodeURIComponent(l.id)}/netem`, { from: form.elements.from.value, fields });
     ui.formDirty = false;
-    $('#netem-error').className = 'formerr ok-msg';
-    $('#netem-error').textContent = `set: ${l.a.node} → ${l.b.node}: ${r.a_to_b}; ${l.b.node} → ${l.a.node}: ${r.b_to_a}`;
+    formMessage(l, true, `set: ${l.a.node} → ${l.b.node}: ${r.a_to_b}; ${l.b.node} → ${l.a.node}: ${r.b_to_a}`);
   } catch (e) {
     const errs = (e.body && e.body.errors) || [{ field: '', error: e.message }];
     for (const fe of errs) {
       const spot = fe.field ? form.querySelector(`.err[data-field="${CSS.escape(fe.field)}"]`) : null;
-      (spot || $('#netem-error')).textContent = fe.error;
+      if (spot) spot.textContent = fe.error; else formMessage(l, false, fe.error);
     }
   }
 }
@@ -663,12 +697,20 @@ async function applyNetem(l, form) {
 async function linkState(l, what) {
   try {
     await post(`/api/labs/${encodeURIComponent(ui.lab)}/links/${encodeURIComponent(l.id)}/${what}`);
-    $('#netem-error').className = 'formerr ok-msg';
-    $('#netem-error').textContent = `link ${l.id}: ${what}`;
+    formMessage(l, true, `link ${l.id}: ${what}`);
   } catch (e) {
-    $('#netem-error').className = 'formerr';
-    $('#netem-error').textContent = e.message;
+    formMessage(l, false, e.message);
   }
+}
+
+// formMessage shows the outcome of a change under the form; it stays there
+// when an update redraws the panel.
+function formMessage(l, ok, text) {
+  ui.formMsg = { link: l.id, ok, text };
+  const m = $('#netem-error');
+  if (!m) return;
+  m.className = 'formerr' + (ok ? ' ok-msg' : '');
+  m.textContent = text;
 }
 
 // ---- start ----
@@ -676,6 +718,7 @@ async function linkState(l, what) {
 async function start() {
   try { ui.session = await getJSON('/api/session'); } catch (e) { setConn(false, e.message); }
   $('#mode').textContent = ui.session.write ? 'changes allowed' : 'read-only';
+  zoomable();
   $('#log-filter').addEventListener('change', refilterLog);
   $('#log-sys').addEventListener('change', refilterLog);
   window.addEventListener('hashchange', () => { const l = labFromHash(); if (l !== ui.lab) openLab(l); });
