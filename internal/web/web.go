@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,9 @@ func (s *Server) URL() string {
 	host, port, _ := net.SplitHostPort(s.addr)
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "HOSTNAME"
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
 	}
 	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/"}
 	if s.opts.Lab != "" {

@@ -510,10 +510,13 @@ function setPrograms(ps) {
 async function restartProgram(key, btn) {
   const [host, prog] = key.split('/');
   btn.disabled = true;
+  const msg = btn.parentElement.querySelector('.formerr') || el('span', { class: 'formerr' });
+  btn.parentElement.append(msg);
+  msg.textContent = '';
   try {
     await post(`/api/labs/${encodeURIComponent(ui.lab)}/programs/${encodeURIComponent(host)}/${encodeURIComponent(prog)}/restart`);
   } catch (e) {
-    alert(e.message);
+    msg.textContent = e.message;
   } finally {
     btn.disabled = false;
   }
