@@ -56,7 +56,8 @@ type Server struct {
 	token    string
 	hub      *hub
 	mux      *http.ServeMux
-	setMu    sync.Mutex // one change at a time: they rewrite the lab's state file
+	setMu    sync.Mutex    // one change at a time: they rewrite the lab's state file
+	streams  chan struct{} // one token per open event stream
 	log      *slog.Logger
 }
 
@@ -75,7 +76,8 @@ func New(ctx context.Context, addr string, opts Options) (*Server, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	s := &Server{opts: opts, addr: addr, loopback: IsLoopback(host), token: tok, hub: newHub(ctx), log: lg}
+	s := &Server{opts: opts, addr: addr, loopback: IsLoopback(host), token: tok, hub: newHub(ctx), log: lg,
+		streams: make(chan struct{}, maxStreams)}
 	s.routes()
 	return s, nil
 }
@@ -338,6 +340,17 @@ func waitStarted(ctx context.Context, lw *labWatch) {
 	}
 }
 
+// Streams: at most maxStreams pages at once; one that does not take an
+// event within streamWriteTimeout is dropped.
+const (
+	maxStreams         = 128
+	streamWriteTimeout = 30 * time.Second
+)
+
+type flushFunc func()
+
+func (f flushFunc) Flush() { f() }
+
 // events streams a lab's events. A page that reconnects with a
 // Last-Event-ID still in the ring gets what it missed; any other gets a
 // "snapshot" event first, then the live events.
@@ -346,11 +359,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		httpError(w, http.StatusInternalServerError, "streaming unsupported")
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("already %d pages open: close one", maxStreams))
 		return
 	}
+	rc := http.NewResponseController(w)
+	fl := flushFunc(func() {
+		// A page that stops reading is let go rather than held forever.
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		_ = rc.Flush()
+	})
 	_, lerr := nodes.Load(lab)
 	lw, err := s.hub.acquire(lab, lerr == nil)
 	if err != nil {
@@ -386,6 +407,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		snap, _ = json.Marshal(lw.snapshotLocked())
 	}
 	lw.mu.Unlock()
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	if snap != nil {
 		fmt.Fprintf(w, "retry: 1000\nid: %s-%d\nevent: snapshot\ndata: %s\n\n", lw.epoch, cursor, snap)
 	}
