@@ -71,7 +71,7 @@ func Deploy(ctx context.Context, lab *topo.Lab, opt Options) (st *State, err err
 			return nil, fmt.Errorf("lab %q: network namespace %q exists already and is not this lab's: rename the lab or remove it", lab.Name, ns)
 		}
 	}
-	if err := st.Save(); err != nil {
+	if err := st.save(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -102,7 +102,7 @@ func Deploy(ctx context.Context, lab *topo.Lab, opt Options) (st *State, err err
 		return st, err
 	}
 	st.Phase = PhaseUp
-	if err := st.Save(); err != nil {
+	if err := st.save(); err != nil {
 		return st, err
 	}
 	log.Debug("lab up", "took", time.Since(t0))

@@ -13,8 +13,16 @@ import (
 // startEngine starts the lab's userspace link engine as a daemon and waits
 // until it serves its links (its control socket answers), bounded in time.
 func startEngine(ctx context.Context, st *State, log *slog.Logger) error {
-	d, err := StartDaemon(st, "engine", netem.EngineArgs(st.Lab))
+	// The engine reads the links it serves from the state file: write them
+	// (with their Via) before it starts. Deploy holds the lab's lock.
+	if err := st.save(); err != nil {
+		return err
+	}
+	d, err := st.StartDaemon("engine", netem.EngineArgs(st.Lab))
 	if err != nil {
+		return err
+	}
+	if err := st.save(); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)

@@ -33,7 +33,10 @@ type ptyConsole struct {
 func openConsole(t *testing.T, env []string, args ...string) *ptyConsole {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), append([]string{"TERM=xterm"}, env...)...)
+	// A private HOME: the console's history and the shells' ~/.bashrc are
+	// the test's, not the machine's (a pyenv in root's .bashrc can stall an
+	// interactive shell for a minute on a stale lock).
+	cmd.Env = append(os.Environ(), append([]string{"TERM=xterm", "HOME=" + t.TempDir()}, env...)...)
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 50, Cols: 200})
 	require.NoError(t, err)
 	c := &ptyConsole{t: t, cmd: cmd, tty: tty, done: make(chan struct{})}

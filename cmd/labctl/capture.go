@@ -17,12 +17,13 @@ func init() { registerVerb(newCaptureCmd) }
 
 func newCaptureCmd() *cobra.Command {
 	var (
+		labName  string
 		file     string
 		duration time.Duration
 		point    string
 	)
 	cmd := &cobra.Command{
-		Use:   "capture LAB LINK -w FILE [--duration D]",
+		Use:   "capture [LAB] LINK -w FILE [--duration D]",
 		Short: "Capture a userspace link's frames, both directions, to a pcapng file",
 		Long: `Capture every frame of a link that goes through the userspace engine, in
 both directions (pcapng interface 0 is A->B, 1 is B->A), until Ctrl-C or
@@ -30,15 +31,16 @@ both directions (pcapng interface 0 is A->B, 1 is B->A), until Ctrl-C or
 after loss, duplication, corruption and delay; --point sent records what the
 sending end sent, dropped packets included. -w - writes to stdout, e.g.
   labctl capture LAB LINK -w - | tshark -r -`,
-		Args: cobra.ExactArgs(2),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			if file == "" {
 				return &exitError{code: 2, err: errors.New("say where to write: -w FILE (or -w - for stdout)")}
 			}
-			lab, link := args[0], args[1]
+			lab, rest, err := labArgs(labName, args, 1, 1)
+			if err != nil {
+				return err
+			}
+			link := rest[0]
 			if err := engineLink(lab, link); err != nil {
 				return err
 			}
@@ -71,6 +73,7 @@ sending end sent, dropped packets included. -w - writes to stdout, e.g.
 			return nil
 		},
 	}
+	addLabFlag(cmd, &labName)
 	cmd.Flags().StringVarP(&file, "write", "w", "", "pcapng file to write (- for stdout)")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
 	cmd.Flags().StringVar(&point, "point", "delivered", "what to record: delivered or sent")

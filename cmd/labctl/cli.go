@@ -17,7 +17,7 @@ func init() {
 }
 
 func newCLICmd() *cobra.Command {
-	var script string
+	var script, labName string
 	cmd := &cobra.Command{
 		Use:   "cli [LAB] [--script FILE]",
 		Short: "A Mininet-style console on a lab: `h1 ping h2`, pingall, iperf, link, netem, xterm",
@@ -33,10 +33,7 @@ the first command that fails. Exit leaves the lab up.`,
   sudo labctl cli mylab < steps.txt`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			lab, err := oneLab(args, nodes.List)
+			lab, _, err := labArgs(labName, args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -44,6 +41,7 @@ the first command that fails. Exit leaves the lab up.`,
 		},
 	}
 	cmd.Flags().StringVar(&script, "script", "", "run the console commands in FILE and exit")
+	addLabFlag(cmd, &labName)
 	return cmd
 }
 
@@ -86,23 +84,24 @@ func consoleExit(err error) error {
 func newTermCmd() *cobra.Command {
 	var labName string
 	cmd := &cobra.Command{
-		Use:   "term NODE... [--lab LAB]",
+		Use:   "term [LAB] NODE...",
 		Short: "A terminal per node: xterm when DISPLAY is set, else a tmux window per node",
 		Long: `Open a shell inside each named node, with the node's name in its prompt and
 title: an xterm each when DISPLAY is set, otherwise a tmux window each (in
-the current tmux, or in a session labctl-LAB to attach to).`,
+the current tmux, or in a session labctl-LAB to attach to). The lab is -l LAB,
+or the first argument if a lab of that name is up, or else the only lab up.`,
 		Example: `  sudo labctl term h1 h2
   sudo tmux attach -t labctl-linear-2`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			st, err := loadLab(labName)
+			st, nodeNames, err := labState(labName, args, 1, len(args))
 			if err != nil {
 				return err
 			}
-			for _, n := range args {
+			if len(nodeNames) == 0 {
+				return &exitError{code: 2, err: fmt.Errorf("name a node of lab %q", st.Lab)}
+			}
+			for _, n := range nodeNames {
 				if _, ok := st.Node(n); !ok {
 					return fmt.Errorf("no node %q in lab %q", n, st.Lab)
 				}
@@ -112,7 +111,7 @@ the current tmux, or in a session labctl-LAB to attach to).`,
 				return err
 			}
 			t := console.Terminals{Lab: st.Lab, Self: self, Display: os.Getenv("DISPLAY"), InTmux: os.Getenv("TMUX") != ""}
-			_, msg, err := t.Open(context.Background(), args)
+			_, msg, err := t.Open(context.Background(), nodeNames)
 			if err != nil {
 				return err
 			}
@@ -120,6 +119,6 @@ the current tmux, or in a session labctl-LAB to attach to).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	addLabFlag(cmd, &labName)
 	return cmd
 }

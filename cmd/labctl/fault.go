@@ -15,13 +15,14 @@ func init() { registerVerb(newFaultCmd) }
 
 func newFaultCmd() *cobra.Command {
 	var (
-		f    netem.Fault
-		dur  time.Duration
-		del  time.Duration
-		aftr time.Duration
+		labName string
+		f       netem.Fault
+		dur     time.Duration
+		del     time.Duration
+		aftr    time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "fault LAB LINK ACTION [flags]",
+		Use:   "fault [LAB] LINK ACTION [flags]",
 		Short: "Script a fault on a userspace link: drop/duplicate/delay/corrupt the Nth matching packet, or take the link down",
 		Long: `Script a fault on a link that goes through the userspace engine.
 
@@ -33,16 +34,19 @@ ACTION is one of:
   list                                show pending and fired faults
   clear                               disarm pending faults and bring the link up
 
+The lab is -l LAB, or the first argument, or else the only lab up.
+
 Examples:
+  labctl fault client-s1 down --for 2s
   labctl fault lab1 client-s1 drop --nth 3 --proto udp --port 9000 --from client
-  labctl fault lab1 client-s1 corrupt --nth 2 --proto tcp --data --byte 10
-  labctl fault lab1 client-s1 down --for 2s`,
-		Args: cobra.ExactArgs(3),
+  labctl fault lab1 client-s1 corrupt --nth 2 --proto tcp --data --byte 10`,
+		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
+			lab, rest, err := labArgs(labName, args, 2, 2)
+			if err != nil {
 				return err
 			}
-			lab, link, action := args[0], args[1], args[2]
+			link, action := rest[0], rest[1]
 			if err := engineLink(lab, link); err != nil {
 				return err
 			}
@@ -84,6 +88,7 @@ Examples:
 			return nil
 		},
 	}
+	addLabFlag(cmd, &labName)
 	fl := cmd.Flags()
 	fl.IntVar(&f.Nth, "nth", 0, "act on the Nth matching packet, counted from now")
 	fl.StringVar(&f.Match.Proto, "proto", "", "match tcp, udp or icmp")
@@ -92,7 +97,7 @@ Examples:
 	fl.BoolVar(&f.Match.Data, "data", false, "match only packets with L4 payload (not bare TCP ACKs)")
 	fl.DurationVar(&del, "delay", 0, "extra delay, for action delay")
 	fl.IntVar(&f.Byte, "byte", 0, "payload byte to corrupt (all its bits flipped; checksums fixed)")
-	fl.DurationVar(&dur, "for", 0, "how long the link stays down (default: until `fault LAB LINK up`)")
+	fl.DurationVar(&dur, "for", 0, "how long the link stays down (default: until 'labctl fault LINK up')")
 	fl.DurationVar(&aftr, "after", 0, "take the link down after this long")
 	return cmd
 }

@@ -23,20 +23,17 @@ func newPingCmd() *cobra.Command {
 		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "ping A B",
+		Use:   "ping [LAB] A B",
 		Short: "Ping from node A to node B (ICMP echo, no iputils needed)",
-		Args:  cobra.ExactArgs(2),
+		Args:  cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			st, err := loadLab(labName)
+			st, ab, err := labState(labName, args, 2, 2)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			r := nodes.Ping(ctx, st, args[0], args[1], count, interval, timeout)
+			r := nodes.Ping(ctx, st, ab[0], ab[1], count, interval, timeout)
 			if r.Err != nil {
 				return r.Err
 			}
@@ -52,7 +49,7 @@ func newPingCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	addLabFlag(cmd, &labName)
 	cmd.Flags().IntVarP(&count, "count", "c", 3, "echo requests to send")
 	cmd.Flags().DurationVarP(&interval, "interval", "i", 200*time.Millisecond, "time between requests")
 	cmd.Flags().DurationVarP(&timeout, "timeout", "W", time.Second, "how long to wait for each reply")
@@ -71,14 +68,11 @@ func lossPct(r nodes.PingResult) float64 {
 func newPingAllCmd() *cobra.Command {
 	var labName string
 	cmd := &cobra.Command{
-		Use:   "pingall",
+		Use:   "pingall [LAB]",
 		Short: "Ping between every pair of hosts, with a Mininet-like summary",
-		Args:  cobra.NoArgs,
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			st, err := loadLab(labName)
+			st, _, err := labState(labName, args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -90,7 +84,7 @@ func newPingAllCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	addLabFlag(cmd, &labName)
 	return cmd
 }
 

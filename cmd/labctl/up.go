@@ -43,9 +43,6 @@ tree,DEPTH,FANOUT.`,
   sudo labctl up -f mylab.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			lab, err := prepareLab(args, f)
 			if err != nil {
 				return err
@@ -63,7 +60,7 @@ tree,DEPTH,FANOUT.`,
 		},
 	}
 	addLabFlags(cmd, &f)
-	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (see `labctl logs -f`)")
+	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (follow them with 'labctl logs -f')")
 	cmd.Flags().BoolVar(&f.cli, "cli", false, "open the console (labctl cli) once the lab is up; leaving it takes the lab down, as sudo mn does")
 	cmd.Flags().StringVar(&f.cliScript, "cli-script", "", "run the console commands in `FILE` once the lab is up, then take the lab down; exit with the first failing command's status")
 	cmd.Flags().BoolVar(&f.web, "web", false, "serve the lab's live page (as `labctl web LAB`) and print its URL")
@@ -152,14 +149,24 @@ func firstHost(st *nodes.State) string {
 // programs' output until the checks are in.
 func runPrograms(ctx context.Context, out io.Writer, lab *topo.Lab, st *nodes.State, detach bool) error {
 	cwd, _ := os.Getwd()
-	plan, err := nodes.BuildPlan(lab, st, cwd)
-	if err != nil {
+	var plan *nodes.Plan
+	var sup *nodes.Daemon
+	// Under the lab's lock: a `down` at the same time finds either no plan,
+	// copy or supervisor, or all of them recorded.
+	err := nodes.UpdateState(ctx, st.Lab, func(cur *nodes.State) error {
+		if cur.ID != st.ID {
+			return fmt.Errorf("lab %q was taken down and up again meanwhile: %w", st.Lab, nodes.ErrNoLab)
+		}
+		var err error
+		if plan, err = nodes.BuildPlan(lab, cur, cwd); err != nil {
+			return err
+		}
+		if err := plan.Save(); err != nil {
+			return err
+		}
+		sup, err = cur.StartDaemon("supervisor", []string{"supervise", st.Lab})
 		return err
-	}
-	if err := plan.Save(); err != nil {
-		return err
-	}
-	sup, err := nodes.StartDaemon(st, "supervisor", []string{"supervise", st.Lab})
+	})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/netem"
-	"github.com/labctl/labctl/nodes"
 	"github.com/spf13/cobra"
 )
 
@@ -32,6 +31,7 @@ type verifyLink struct {
 func newVerifyCmd() *cobra.Command {
 	var (
 		asJSON, all bool
+		labName     string
 		probes      int
 		rateTime    time.Duration
 		slack       time.Duration
@@ -61,17 +61,11 @@ measured but not judged (for example reordering under jitter, or goodput
 on a lossy direction).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			lab, err := oneLab(args, nodes.List)
+			st, _, err := labState(labName, args, 0, 0)
 			if err != nil {
 				return err
 			}
-			st, err := nodes.Load(lab)
-			if err != nil {
-				return err
-			}
+			lab := st.Lab
 			ctx, cancel := signalContext()
 			defer cancel()
 			rep := verifyReport{Lab: lab, Backend: st.Backend, Verdict: netem.Pass, Links: []verifyLink{}, Checks: []netem.Check{}}
@@ -114,6 +108,7 @@ on a lossy direction).`,
 			return nil
 		},
 	}
+	addLabFlag(cmd, &labName)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the measurements and verdicts as JSON")
 	cmd.Flags().BoolVar(&all, "all", false, "measure clean links too")
 	cmd.Flags().IntVar(&probes, "probes", 1000, "UDP probes per link (fewer on slow links, to stay under a tenth of the rate)")
