@@ -104,7 +104,7 @@ func startLinkDaemons(ctx context.Context, st *State, log *slog.Logger) error {
 			// The engine reads its links from the state file: it must list
 			// how each link was made (Via) before the engine starts, or an
 			// engine that reads it early serves no link.
-			if err := st.Save(); err != nil {
+			if err := st.save(); err != nil {
 				return err
 			}
 			return startEngine(ctx, st, log)
