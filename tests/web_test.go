@@ -275,9 +275,11 @@ func TestWebPage(t *testing.T) {
 	setField(t, ctx, "#f-loss", "110%")
 	click(t, ctx, "#netem-apply")
 	waitJS(t, ctx, 5*time.Second, "the error by the field", `document.querySelector('.err[data-field="loss"]').textContent !== ''`)
-	assert.Equal(t, `--loss: bad percentage "110%": outside 0-100%`, jsString(t, ctx, `document.querySelector('.err[data-field="loss"]').textContent`))
+	pageErr := jsString(t, ctx, `document.querySelector('.err[data-field="loss"]').textContent`)
+	assert.Contains(t, pageErr, `bad percentage "110%": outside 0-100%`)
 	cli := labctl(t, "netem", "set", lab, "client-s1", "--loss", "110%")
-	assert.Contains(t, cli.stderr, `--loss: bad percentage "110%": outside 0-100%`)
+	assert.Equal(t, 2, cli.code, "%s", cli)
+	assert.Equal(t, "labctl: "+pageErr+"\n", cli.stderr, "the page says what the command line says")
 	assert.Equal(t, "100%", netemShow(t, lab)["client-s1 from client"]["loss"])
 
 	// A capture of the link, downloaded as the page's link offers it.

@@ -63,7 +63,7 @@ tree,DEPTH,FANOUT.`,
 	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (follow them with 'labctl logs -f')")
 	cmd.Flags().BoolVar(&f.cli, "cli", false, "open the console (labctl cli) once the lab is up; leaving it takes the lab down, as sudo mn does")
 	cmd.Flags().StringVar(&f.cliScript, "cli-script", "", "run the console commands in `FILE` once the lab is up, then take the lab down; exit with the first failing command's status")
-	cmd.Flags().BoolVar(&f.web, "web", false, "serve the lab's live page (as `labctl web LAB`) and print its URL")
+	cmd.Flags().BoolVar(&f.web, "web", false, "serve the lab's live page (as labctl web LAB does) and print its URL")
 	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"io"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/nodes"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func init() { registerVerb(newWebCmd) }
@@ -27,8 +30,9 @@ type webFlags struct {
 
 func newWebCmd() *cobra.Command {
 	var f webFlags
+	var labName string
 	cmd := &cobra.Command{
-		Use:   "web [LAB] [--listen 127.0.0.1:8350]",
+		Use:   "web [LAB | -l LAB] [--listen 127.0.0.1:8350]",
 		Short: "Serve a live page of the labs: topology, impairments, counters, programs, output, checks",
 		Long: `Serve one page (embedded in labctl, works offline) showing every lab on
 this machine, or only LAB: the topology with each link's impairment per
@@ -44,12 +48,11 @@ than loopback reading does too. Nothing on the page runs a command in a host.`,
   sudo labctl web course --listen 0.0.0.0:8350   # from another machine: the token is needed`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			lab := ""
+			lab := labName // "": every lab
 			if len(args) == 1 {
 				lab = args[0]
+			}
+			if lab != "" {
 				if _, err := nodes.Load(lab); err != nil {
 					return err
 				}
@@ -65,7 +68,7 @@ than loopback reading does too. Nothing on the page runs a command in a host.`,
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			srv, err := web.New(ctx, ln.Addr().String(), web.Options{Lab: lab, Log: logger()})
+			srv, err := web.New(ctx, ln.Addr().String(), web.Options{Lab: lab, Spec: netemSetForm{}, Log: logger()})
 			if err != nil {
 				return err
 			}
@@ -88,6 +91,7 @@ than loopback reading does too. Nothing on the page runs a command in a host.`,
 	cmd.Flags().StringVar(&f.listen, "listen", web.DefaultListen, "address to listen on (anything but loopback needs the token to read)")
 	cmd.Flags().BoolVar(&f.anyPort, "any-port", false, "if the port is taken, listen on another one")
 	cmd.Flags().StringVar(&f.urlFile, "url-file", "", "write the URL to this file once listening")
+	cmd.Flags().StringVarP(&labName, "lab", "l", "", "serve only this lab (default: every lab on this machine)")
 	_ = cmd.Flags().MarkHidden("any-port")
 	_ = cmd.Flags().MarkHidden("url-file")
 	return cmd
@@ -127,4 +131,68 @@ func startWeb(ctx context.Context, st *nodes.State) (string, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// netemSetForm is the page's impairment form made of `labctl netem set`'s
+// own flags: the same fields, parsed and validated by the same code, with
+// the same messages.
+type netemSetForm struct{}
+
+func (netemSetForm) flags(f *specFlags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("netem set", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	f.register(fs)
+	return fs
+}
+
+func (n netemSetForm) Fields() []web.SpecField {
+	var out []web.SpecField
+	n.flags(&specFlags{}).VisitAll(func(fl *pflag.Flag) {
+		out = append(out, web.SpecField{Name: fl.Name, Type: fl.Value.Type(), Help: fl.Usage})
+	})
+	return out
+}
+
+func (n netemSetForm) Parse(fields map[string]string) (netem.Spec, []web.FieldError) {
+	var f specFlags
+	fs := n.flags(&f)
+	var errs []web.FieldError
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v := strings.TrimSpace(fields[name])
+		if v == "" {
+			continue
+		}
+		// One flag at a time, as the command line would have it: each
+		// field gets its own message, pflag's and topo's words.
+		if err := fs.Parse([]string{"--" + name + "=" + v}); err != nil {
+			errs = append(errs, web.FieldError{Field: name, Error: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return netem.Spec{}, errs
+	}
+	s, err := f.spec()
+	if err != nil {
+		return netem.Spec{}, []web.FieldError{{Error: err.Error()}}
+	}
+	return s, nil
+}
+
+func (n netemSetForm) Format(s netem.Spec) map[string]string {
+	m := map[string]string{}
+	n.flags(&specFlags{s: s}).VisitAll(func(fl *pflag.Flag) {
+		if v := fl.Value.String(); v != "" {
+			m[fl.Name] = v
+		}
+	})
+	if g := s.LossGE; g != nil {
+		m["loss-ge"] = strings.Join([]string{g.P.String(), g.R.String(), g.LossBad.String(), g.LossGood.String()}, ",")
+	}
+	return m
 }

@@ -54,7 +54,7 @@ func (s *Server) setNetem(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "bad request: "+err.Error())
 		return
 	}
-	spec, ferrs := ParseSpec(req.Fields)
+	spec, ferrs := s.opts.Spec.Parse(req.Fields)
 	if len(ferrs) > 0 {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": ferrs[0].Error, "errors": ferrs})
 		return

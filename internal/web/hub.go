@@ -43,14 +43,15 @@ type event struct {
 type hub struct {
 	mu      sync.Mutex
 	watches map[string]*labWatch
+	form    SpecForm
 	ctx     context.Context
 	cancel  context.CancelFunc // ends every watcher
 	wg      sync.WaitGroup     // the watchers' goroutines
 }
 
-func newHub(ctx context.Context) *hub {
+func newHub(ctx context.Context, form SpecForm) *hub {
 	ctx, cancel := context.WithCancel(ctx)
-	return &hub{watches: map[string]*labWatch{}, ctx: ctx, cancel: cancel}
+	return &hub{watches: map[string]*labWatch{}, form: form, ctx: ctx, cancel: cancel}
 }
 
 // errTooManyLabs refuses a watcher beyond maxWatches.
@@ -71,7 +72,7 @@ func (h *hub) acquire(lab string, exists bool) (*labWatch, error) {
 	}
 	if w == nil {
 		ctx, cancel := context.WithCancel(h.ctx)
-		w = &labWatch{lab: lab, epoch: randomHex(4), notify: make(chan struct{}), poke: make(chan struct{}, 1),
+		w = &labWatch{lab: lab, form: h.form, epoch: randomHex(4), notify: make(chan struct{}), poke: make(chan struct{}, 1),
 			cancel: cancel, started: make(chan struct{})}
 		h.watches[lab] = w
 		h.wg.Add(1)
@@ -124,6 +125,7 @@ func randomHex(n int) string {
 // labWatch samples one lab and keeps the events pages read.
 type labWatch struct {
 	lab     string
+	form    SpecForm
 	epoch   string // changes when a watcher restarts: older event ids mean nothing
 	cancel  context.CancelFunc
 	poke    chan struct{}
@@ -219,14 +221,14 @@ type linkTopo struct {
 	Capture bool              `json:"capture"` // through the engine: capture works
 }
 
-func topologyOf(st *nodes.State) topoWire {
+func topologyOf(st *nodes.State, form SpecForm) topoWire {
 	t := topoWire{Lab: st.Lab, ID: st.ID, Phase: st.Phase, Backend: st.Backend, Source: st.Source, Created: st.Created}
 	for _, n := range st.Nodes {
 		t.Nodes = append(t.Nodes, nodeWire{Name: n.Name, Kind: n.Kind, NS: n.NS, Ifaces: n.Ifaces, Routes: n.Routes})
 	}
 	for _, l := range st.Links {
 		t.Links = append(t.Links, linkTopo{ID: l.ID, A: l.A, B: l.B, Via: l.Via, AtoB: l.AtoB.String(), BtoA: l.BtoA.String(),
-			AFields: fieldsOf(l.AtoB), BFields: fieldsOf(l.BtoA), Capture: l.Via == netem.ViaTAP})
+			AFields: form.Format(l.AtoB), BFields: form.Format(l.BtoA), Capture: l.Via == netem.ViaTAP})
 	}
 	return t
 }
@@ -324,7 +326,7 @@ func (w *labWatch) run(ctx context.Context) {
 		}
 		lastID = s.ID
 		st, stMark = s, m
-		b, _ := json.Marshal(topologyOf(s))
+		b, _ := json.Marshal(topologyOf(s, w.form))
 		w.mu.Lock()
 		w.down = nil
 		if string(b) != string(w.topology) {

@@ -43,8 +43,9 @@ const DefaultListen = "127.0.0.1:8350"
 
 // Options configure a Server.
 type Options struct {
-	Lab   string // serve only this lab ("": every lab on the machine)
-	Token string // "": a random one
+	Lab   string   // serve only this lab ("": every lab on the machine)
+	Token string   // "": a random one
+	Spec  SpecForm // the impairment form: `labctl netem set`'s flags (required)
 	Log   *slog.Logger
 }
 
@@ -68,6 +69,9 @@ func New(ctx context.Context, addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", addr, err)
 	}
+	if opts.Spec == nil {
+		return nil, errors.New("web: no impairment form (Options.Spec)")
+	}
 	tok := opts.Token
 	if tok == "" {
 		tok = randomHex(16)
@@ -76,7 +80,7 @@ func New(ctx context.Context, addr string, opts Options) (*Server, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	s := &Server{opts: opts, addr: addr, loopback: IsLoopback(host), token: tok, hub: newHub(ctx), log: lg,
+	s := &Server{opts: opts, addr: addr, loopback: IsLoopback(host), token: tok, hub: newHub(ctx, opts.Spec), log: lg,
 		streams: make(chan struct{}, maxStreams)}
 	s.routes()
 	return s, nil
@@ -253,7 +257,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"write": s.hasToken(r), "lab": s.opts.Lab, "loopback": s.loopback})
+	writeJSON(w, http.StatusOK, map[string]any{"write": s.hasToken(r), "lab": s.opts.Lab, "loopback": s.loopback, "fields": s.opts.Spec.Fields()})
 }
 
 // labInfo is one line of the lab list.

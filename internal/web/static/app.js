@@ -6,8 +6,8 @@
 'use strict';
 
 const SVGNS = 'http://www.w3.org/2000/svg';
-const FIELDS = ['delay', 'jitter', 'delay-corr', 'distribution', 'loss', 'loss-corr', 'duplicate', 'duplicate-corr',
-  'corrupt', 'corrupt-corr', 'corrupt-fix-checksum', 'reorder', 'reorder-corr', 'gap', 'rate', 'limit'];
+// The impairment form's fields are `labctl netem set`'s flags, from /api/session.
+const fieldNames = () => (ui.session.fields || []).map(f => f.name);
 // The fixed order of a direction's counters in a "counters" event (docs/web.md).
 const C = { packets: 0, bytes: 1, delivered: 2, dropped: 3, lost: 4, queue: 5, corrupted: 6, duplicated: 7,
   reordered: 8, down: 9, queued: 10, split: 11, pps: 12, bps: 13 };
@@ -616,13 +616,14 @@ function renderDetail(force) {
     el('option', { value: l.a.node }, `what ${l.a.node} sends (${l.a.node} → ${l.b.node})`),
     el('option', { value: l.b.node }, `what ${l.b.node} sends (${l.b.node} → ${l.a.node})`));
   form.append(el('label', { for: 'f-from' }, 'direction'), from, el('span', { class: 'err', 'data-field': 'from' }));
-  const fill = (fields) => { for (const f of FIELDS) form.elements[f].value = fields[f] || ''; };
-  for (const f of FIELDS) {
-    const input = f === 'corrupt-fix-checksum'
-      ? el('select', { name: f, id: 'f-' + f }, el('option', { value: '' }, 'no'), el('option', { value: 'true' }, 'yes (userspace)'))
-      : el('input', { name: f, id: 'f-' + f, autocomplete: 'off', placeholder: placeholder(f) });
+  const fill = (fields) => { for (const f of fieldNames()) form.elements[f].value = fields[f] || ''; };
+  for (const fd of ui.session.fields || []) {
+    const f = fd.name;
+    const input = fd.type === 'bool'
+      ? el('select', { name: f, id: 'f-' + f, title: fd.help }, el('option', { value: '' }, 'no'), el('option', { value: 'true' }, 'yes'))
+      : el('input', { name: f, id: 'f-' + f, autocomplete: 'off', placeholder: placeholder(fd), title: fd.help });
     input.addEventListener('input', () => { ui.formDirty = true; });
-    form.append(el('label', { for: 'f-' + f }, '--' + f), input, el('span', { class: 'err', 'data-field': f }));
+    form.append(el('label', { for: 'f-' + f, title: fd.help }, '--' + f), input, el('span', { class: 'err', 'data-field': f }));
   }
   from.addEventListener('change', () => fill(from.value === l.b.node ? l.b_fields : l.a_fields));
   const apply = el('button', { type: 'submit', id: 'netem-apply', disabled: ro ? true : null }, 'apply');
@@ -652,8 +653,10 @@ function renderDetail(force) {
   if (ro) box.append(el('p', { class: 'muted' }, ui.down ? 'the lab is down' : 'read-only: changes need the token; open the URL labctl web printed'));
 }
 
-function placeholder(f) {
-  return { delay: '50ms', jitter: '5ms', loss: '10%', duplicate: '1%', corrupt: '0.1%', reorder: '25%', rate: '10mbit', gap: '5', limit: 'packets', distribution: 'uniform, normal, pareto, paretonormal' }[f] || '';
+// placeholder is the example in a flag's help ("e.g. 50ms"), or its type.
+function placeholder(fd) {
+  const m = /e\.g\. ([^;,() ]+(?:,[^;() ]+)?)/.exec(fd.help || '');
+  return m ? m[1] : fd.type;
 }
 
 function renderLinkCounters() {
@@ -683,7 +686,7 @@ async function applyNetem(l, form) {
   for (const e of form.querySelectorAll('.err')) e.textContent = '';
   formMessage(l, false, '');
   const fields = {};
-  for (const f of FIELDS) { const v = form.elements[f].value.trim(); if (v) fields[f] = v; }
+  for (const f of fieldNames()) { const v = form.elements[f].value.trim(); if (v) fields[f] = v; }
   try {
     const r = await post(`/api/labs/${encodeURIComponent(ui.lab)}/links/${encodeURIComponent(l.id)}/netem`, { from: form.elements.from.value, fields });
     ui.formDirty = false;
