@@ -281,7 +281,9 @@ func (r *sseReader) next(t *testing.T) sseEvent {
 // gives the server `netem set`'s own; cmd/labctl tests that one).
 type lossForm struct{}
 
-func (lossForm) Fields() []SpecField { return []SpecField{{Name: "loss", Type: "percent", Help: "random loss"}} }
+func (lossForm) Fields() []SpecField {
+	return []SpecField{{Name: "loss", Type: "percent", Help: "random loss"}}
+}
 
 func (lossForm) Parse(fields map[string]string) (netem.Spec, []FieldError) {
 	var s netem.Spec
@@ -298,7 +300,9 @@ func (lossForm) Parse(fields map[string]string) (netem.Spec, []FieldError) {
 	return s, nil
 }
 
-func (lossForm) Format(s netem.Spec) map[string]string { return map[string]string{"loss": s.Loss.String()} }
+func (lossForm) Format(s netem.Spec) map[string]string {
+	return map[string]string{"loss": s.Loss.String()}
+}
 
 func TestNoFormNoServer(t *testing.T) {
 	_, err := New(context.Background(), "127.0.0.1:1", Options{})
