@@ -32,20 +32,28 @@ import (
 //	sudo go test ./tests/ -run '^$' -bench WebLinear100 -benchtime 1x
 //
 // (scripts/bench-web.sh does that).
-func BenchmarkWebLinear100(b *testing.B) {
+func BenchmarkWebLinear100(b *testing.B) { benchWeb(b, 100) }
+
+// BenchmarkWebLinear30Engine is the same on linear,30 (59 links), small
+// enough for every link to go through the userspace engine, whose
+// counters come over its control socket.
+func BenchmarkWebLinear30Engine(b *testing.B) { benchWeb(b, 30, "--backend", "userspace") }
+
+func benchWeb(b *testing.B, n int, upArgs ...string) {
 	const window = 20 * time.Second
 	name := labName("webbench")
 	b.Cleanup(func() { _, _ = execBin("down", name) })
-	out, err := execBin("up", "--name", name, "--topo", "linear,100", "--test", "none")
+	out, err := execBin(append([]string{"up", "--name", name, "--topo", fmt.Sprintf("linear,%d", n), "--test", "none"}, upArgs...)...)
 	require.NoError(b, err, "%s", out)
 	st := inspectB(b, name)
+	links := 2*n - 1
 
 	// Traffic: one datagram a second from each h_i to h_(i+1), for as long
 	// as the benchmark runs (bounded by ctx).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*window)
 	defer cancel()
 	var conns []*net.UDPConn
-	for i := 1; i < 100; i++ {
+	for i := 1; i < n; i++ {
 		from, to := fmt.Sprintf("h%d", i), fmt.Sprintf("h%d", i+1)
 		var c *net.UDPConn
 		require.NoError(b, nsdo.DoNamed("lab-"+name+"-"+from, func() error {
@@ -144,7 +152,8 @@ func BenchmarkWebLinear100(b *testing.B) {
 		return (c1 - c0) / dt, float64(g1-g0) / dt / per, float64(e1-e0) / dt / per
 	}
 	b.ResetTimer()
-	fmt.Printf("labctl web, linear,100 (%d nodes, 199 links), traffic on every link, counters at 1 Hz, %s windows\n", len(st.Nodes), window)
+	fmt.Printf("labctl web, linear,%d (%d nodes, %d links, %s), traffic on every link, counters at 1 Hz, %s windows\n",
+		n, len(st.Nodes), links, st.via(), window)
 	fmt.Printf("%-14s %-16s %-18s %-14s\n", "pages open", "CPU (one core)", "pushed per page", "counter events/s")
 	for _, pages := range []int{0, 1, 2} {
 		c, bps, eps := measure(pages)
@@ -171,7 +180,24 @@ func BenchmarkWebLinear100(b *testing.B) {
 		}
 	}
 	fmt.Printf("links with packets both ways: %d of %d\n", busy, len(snap.Counters.Links))
-	require.Equal(b, 199, busy)
+	require.Equal(b, links, busy)
+}
+
+// benchState is the state the benchmark reads: the harness's, and how the
+// links are made.
+type benchState struct {
+	state
+	Links []struct {
+		Via string `json:"via"`
+	} `json:"links"`
+}
+
+// via says how the lab's links are made: plain veth or through the engine.
+func (s benchState) via() string {
+	if len(s.Links) > 0 && s.Links[0].Via == "tap" {
+		return "through the userspace engine"
+	}
+	return "plain veth"
 }
 
 func sum(xs []int64) int64 {
@@ -182,11 +208,11 @@ func sum(xs []int64) int64 {
 	return s
 }
 
-func inspectB(b *testing.B, lab string) state {
+func inspectB(b *testing.B, lab string) benchState {
 	b.Helper()
 	out, err := exec.Command(bin, "inspect", lab, "--json").Output()
 	require.NoError(b, err)
-	var s state
+	var s benchState
 	require.NoError(b, json.Unmarshal(out, &s))
 	return s
 }
