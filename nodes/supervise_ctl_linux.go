@@ -83,11 +83,17 @@ func (s *Supervisor) control(ctx context.Context, req supRequest, resp *supRespo
 		if p == nil {
 			return fmt.Errorf("no program %q", req.Program)
 		}
+		// A program that ended is marked waiting until it starts again, so
+		// that a second restart meanwhile (a double click) is refused
+		// instead of starting it twice.
 		p.mu.Lock()
 		state := p.state
+		if state != StateWaiting && state != StateRunning && state != StateReady {
+			p.state = StateWaiting
+		}
 		p.mu.Unlock()
 		if state == StateWaiting {
-			return fmt.Errorf("program %q has not started yet", req.Program)
+			return fmt.Errorf("program %q is not running yet", req.Program)
 		}
 		what, err := s.act(ctx, topo.Event{Restart: req.Program})
 		s.emit("labctl", "sys", "web: "+what)

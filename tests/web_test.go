@@ -312,6 +312,10 @@ func TestWebPage(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "the restart shows in the output", `[...document.querySelectorAll('#log .line.s-sys .x')].some(x => x.textContent === 'web: restart server/ticker')`)
 	waitJS(t, ctx, 10*time.Second, "it prints again from 1", `[...document.querySelectorAll('#log .line .x')].filter(x => x.textContent === 'tick 1').length >= 2`)
 
+	// A task that ended runs again.
+	click(t, ctx, `#programs tr[data-program="client/hello"] button.restart`)
+	waitJS(t, ctx, 5*time.Second, "the task prints again", `[...document.querySelectorAll('#log .line.s-out .x')].filter(x => x.textContent === 'hello-from-client').length >= 2`)
+
 	// A second page at once sees the same state.
 	tab2, cancel2 := chromedp.NewContext(ctx)
 	defer cancel2()
