@@ -88,10 +88,10 @@ than loopback reading does too. Nothing on the page runs a command in a host.`,
 			return srv.Serve(ctx, ln)
 		},
 	}
-	cmd.Flags().StringVar(&f.listen, "listen", web.DefaultListen, "address to listen on (anything but loopback needs the token to read)")
+	cmd.Flags().StringVar(&f.listen, "listen", web.DefaultListen, "listen on `ADDRESS`, HOST:PORT (anything but loopback needs the token to read too)")
 	cmd.Flags().BoolVar(&f.anyPort, "any-port", false, "if the port is taken, listen on another one")
 	cmd.Flags().StringVar(&f.urlFile, "url-file", "", "write the URL to this file once listening")
-	cmd.Flags().StringVarP(&labName, "lab", "l", "", "serve only this lab (default: every lab on this machine)")
+	cmd.Flags().StringVarP(&labName, "lab", "l", "", "serve only the lab `LAB` (default: every lab on this machine)")
 	_ = cmd.Flags().MarkHidden("any-port")
 	_ = cmd.Flags().MarkHidden("url-file")
 	return cmd
