@@ -3,7 +3,6 @@ package nodes
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/labctl/labctl/netem"
 )
 
 // StartDaemon starts a daemon for a lab that is up (see State.StartDaemon)
@@ -95,20 +92,4 @@ func procStartTime(pid int) uint64 {
 	}
 	v, _ := strconv.ParseUint(f[19], 10, 64)
 	return v
-}
-
-// startLinkDaemons starts the userspace engine when links go through it.
-func startLinkDaemons(ctx context.Context, st *State, log *slog.Logger) error {
-	for _, l := range st.Links {
-		if l.Via == netem.ViaTAP {
-			// The engine reads its links from the state file: it must list
-			// how each link was made (Via) before the engine starts, or an
-			// engine that reads it early serves no link.
-			if err := st.save(); err != nil {
-				return err
-			}
-			return startEngine(ctx, st, log)
-		}
-	}
-	return nil
 }

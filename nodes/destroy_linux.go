@@ -134,6 +134,7 @@ func destroyLocked(ctx context.Context, st *State, log *slog.Logger) error {
 	if err := st.save(); err != nil {
 		log.Warn("cannot record the destroying phase", "err", err)
 	}
+	stopBackend(ctx, st, log)
 	inodes := map[uint64]string{}
 	for _, ns := range st.Namespaces {
 		if ino, ok := nsInode(ns); ok {

@@ -26,7 +26,7 @@ func SetImpairment(ctx context.Context, st *State, l *netem.Link, from string, s
 		if !ok {
 			return fmt.Errorf("lab %q: no link %q", cur.Lab, l.ID)
 		}
-		b, err := netem.ForState(cur.Backend, cur.Lab)
+		b, err := Backend(cur)
 		if err != nil {
 			return err
 		}

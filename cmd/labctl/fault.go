@@ -47,19 +47,24 @@ Examples:
 				return err
 			}
 			link, action := rest[0], rest[1]
-			if err := engineLink(lab, link); err != nil {
+			b, l, err := capableLink(lab, link)
+			if err != nil {
 				return err
+			}
+			fl, ok := b.(netem.Faulter)
+			if !ok {
+				return fmt.Errorf("lab %q: the %s backend cannot script faults (the userspace backend can: `backend: userspace`): %w", lab, b.Name(), netem.ErrUnsupported)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			out := cmd.OutOrStdout()
 			switch action {
 			case "up":
-				return netem.LinkUp(ctx, lab, link)
+				return fl.LinkUp(ctx, *l)
 			case "clear":
-				return netem.ClearFaults(ctx, lab, link)
+				return fl.ClearFaults(ctx, *l)
 			case "list":
-				pending, fired, err := netem.ListFaults(ctx, lab, link)
+				pending, fired, err := fl.ListFaults(ctx, *l)
 				if err != nil {
 					return err
 				}
@@ -81,7 +86,7 @@ Examples:
 			if f.Action != netem.FaultDown && !cmd.Flags().Changed("nth") {
 				return &exitError{code: 2, err: errors.New("say which packet: --nth N (1 is the next matching packet)")}
 			}
-			if err := netem.AddFaults(ctx, lab, link, []netem.Fault{f}); err != nil {
+			if err := fl.AddFaults(ctx, *l, []netem.Fault{f}); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "link %s: %s\n", link, f)

@@ -61,7 +61,7 @@ func liveLink(lab, id string) (*nodes.State, *netem.Link, netem.Backend, error) 
 		}
 		return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("lab %q: no link %q (links: %s)", lab, id, strings.Join(ids, ", "))}
 	}
-	b, err := netem.ForState(st.Backend, lab)
+	b, err := nodes.Backend(st)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lab %q was built with no impairment backend (%q): %w", lab, st.Backend, err)
 	}
@@ -214,7 +214,7 @@ func newNetemShowCmd() *cobra.Command {
 }
 
 func showRows(ctx context.Context, st *nodes.State) []showRow {
-	b, berr := netem.ForState(st.Backend, st.Lab)
+	b, berr := nodes.Backend(st)
 	var rows []showRow
 	for _, l := range st.Links {
 		var live [2]*netem.Spec

@@ -57,7 +57,6 @@ than loopback reading does too. Nothing on the page runs a command in a host.`,
 					return err
 				}
 			}
-			netem.EngineRoot = nodes.StateRoot
 			ln, err := net.Listen("tcp", f.listen)
 			if err != nil && f.anyPort && errors.Is(err, syscall.EADDRINUSE) {
 				host, _, _ := net.SplitHostPort(f.listen)

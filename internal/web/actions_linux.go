@@ -95,10 +95,13 @@ func (s *Server) linkState(w http.ResponseWriter, r *http.Request, up bool) {
 	defer cancel()
 	var err error
 	if l.Via == netem.ViaTAP {
-		if up {
-			err = netem.LinkUp(ctx, st.Lab, l.ID)
-		} else {
-			err = netem.LinkDown(ctx, st.Lab, l.ID, 0)
+		var f netem.Faulter
+		if f, err = faulter(st); err == nil {
+			if up {
+				err = f.LinkUp(ctx, *l)
+			} else {
+				err = f.LinkDown(ctx, *l, 0)
+			}
 		}
 	} else {
 		err = setVethState(*l, up)
@@ -110,6 +113,19 @@ func (s *Server) linkState(w http.ResponseWriter, r *http.Request, up bool) {
 	s.log.Info("link state", "lab", st.Lab, "link", l.ID, "up", up)
 	s.hub.poke(st.Lab)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+// faulter is the lab's backend as a netem.Faulter (the userspace engine).
+func faulter(st *nodes.State) (netem.Faulter, error) {
+	b, err := nodes.Backend(st)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := b.(netem.Faulter)
+	if !ok {
+		return nil, fmt.Errorf("lab %q: the %s backend cannot take a link down: %w", st.Lab, b.Name(), netem.ErrUnsupported)
+	}
+	return f, nil
 }
 
 func setVethState(l netem.Link, up bool) error {
@@ -191,7 +207,17 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcapng")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", fmt.Sprintf("%s-%s-%s.pcapng", st.Lab, l.ID, time.Now().Format("150405"))))
 	fw := &flushWriter{w: w}
-	if err := netem.Capture(ctx, st.Lab, l.ID, point, fw); err != nil && !fw.wrote {
+	b, err := nodes.Backend(st)
+	if err != nil {
+		httpError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	c, ok := b.(netem.Capturer)
+	if !ok {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("lab %q: the %s backend does not capture: %v", st.Lab, b.Name(), netem.ErrUnsupported))
+		return
+	}
+	if err := c.Capture(ctx, *l, point, fw); err != nil && !fw.wrote {
 		httpError(w, http.StatusBadGateway, err.Error())
 	}
 }

@@ -1,27 +1,14 @@
 package web
 
-import "time"
+import (
+	"time"
 
-// Counts are one direction's counters of a link since it was made. It is
-// the shape of netem.Counts (the engine boundary's per-link Counter), kept
-// here so that the server does not care where counts come from: only
-// counters_linux.go fills it.
-type Counts struct {
-	Packets    uint64 `json:"packets"`     // offered by the sending end
-	Bytes      uint64 `json:"bytes"`       // offered by the sending end
-	Delivered  uint64 `json:"delivered"`   // handed to the receiving end
-	Dropped    uint64 `json:"dropped"`     // every drop, whatever its cause
-	Lost       uint64 `json:"lost"`        // random loss (the impairment's loss)
-	QueueDrops uint64 `json:"queue_drops"` // queue overflow
-	Corrupted  uint64 `json:"corrupted"`
-	Duplicated uint64 `json:"duplicated"`
-	Reordered  uint64 `json:"reordered"`
-	DownDrops  uint64 `json:"down_drops"` // dropped while the link was down
-	Queued     int    `json:"queued"`     // in the queue now
-	// Split says Dropped is broken down by cause (the userspace engine
-	// knows each cause; tc-netem's qdisc counts only one drop total).
-	Split bool `json:"split"`
-}
+	"github.com/labctl/labctl/netem"
+)
+
+// Counts are one direction's counters of a link since it was made: the
+// engine boundary's netem.Counts (nodes.Counters gives them).
+type Counts = netem.Counts
 
 // historyLen is how many one-second samples of each direction's rate the
 // server keeps for the sparklines: the last minute.

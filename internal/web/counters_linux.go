@@ -1,9 +1,8 @@
 package web
 
-// The one adapter between the server and the sources of link counters.
-// Everything else in this package sees only Counts. When the engine
-// boundary's nodes.Counters(ctx, lab) lands, readCounters becomes a call
-// to it (keyed by link id, [a->b, b->a]); readCounters' down map stays.
+// The one adapter between the server and the sources of link counters:
+// nodes.Counters, and netlink for what it leaves out and for whether each
+// link is up. Everything else in this package sees only Counts.
 
 import (
 	"context"
@@ -23,8 +22,9 @@ import (
 // so a sample costs one dump per namespace and no namespace switch. It is
 // bounded by the lab's namespaces; close releases them all.
 type handles struct {
-	mu sync.Mutex
-	m  map[string]*netlink.Handle
+	mu   sync.Mutex
+	m    map[string]*netlink.Handle
+	prev map[string][2]Counts // the last sample, to see drops while down grow
 }
 
 func newHandles() *handles { return &handles{m: map[string]*netlink.Handle{}} }
@@ -69,17 +69,12 @@ func (hs *handles) close() {
 
 // ifaceStats are what netlink says of one interface.
 type ifaceStats struct {
-	st     netlink.LinkStatistics
-	up     bool // administratively up and with carrier
-	qdisc  bool // a root qdisc other than the default
-	qsent  netlink.GnetStatsBasic
-	qdrops uint64
-	qlen   uint32
+	st netlink.LinkStatistics
+	up bool // administratively up and with carrier
 }
 
-// nsStats dumps the interfaces of one namespace, with their qdiscs when
-// withQdisc (the kernel backend's impairments live there).
-func nsStats(h *netlink.Handle, withQdisc bool) (map[string]ifaceStats, error) {
+// nsStats dumps the interfaces of one namespace.
+func nsStats(h *netlink.Handle) (map[string]ifaceStats, error) {
 	links, err := h.LinkList()
 	if err != nil {
 		return nil, err
@@ -91,57 +86,27 @@ func nsStats(h *netlink.Handle, withQdisc bool) (map[string]ifaceStats, error) {
 		if a.Statistics != nil {
 			s.st = *a.Statistics
 		}
-		if withQdisc && a.Name != "lo" {
-			qs, err := h.QdiscList(lk)
-			if err == nil {
-				for _, q := range qs {
-					qa := q.Attrs()
-					if qa.Statistics == nil || q.Type() == "noqueue" {
-						continue
-					}
-					if qa.Statistics.Queue != nil {
-						s.qdrops += uint64(qa.Statistics.Queue.Drops)
-					}
-					if qa.Parent == netlink.HANDLE_ROOT {
-						s.qdisc = true
-						if qa.Statistics.Basic != nil {
-							s.qsent = *qa.Statistics.Basic
-						}
-						if qa.Statistics.Queue != nil {
-							s.qlen = qa.Statistics.Queue.Qlen
-						}
-					}
-				}
-			}
-		}
 		out[a.Name] = s
 	}
 	return out, nil
 }
 
-// readCounters samples every link of a lab: for links through the
-// userspace engine, the engine's per-direction counters (over its control
-// socket), with bytes from the sending TAP; for veth links, the sending
-// end's qdisc (kernel backend) or interface counters and the receiving
-// end's. down says which links are down (engine "down", or an end not up).
+// readCounters samples every link of a lab: the backend's counters
+// (nodes.Counters: the userspace engine's per-direction counts, tc-netem's
+// qdisc and interface statistics) and, for links the backend leaves out
+// (the plain veth links of a large userspace lab), the interfaces' own
+// counters through netlink. down says which links are down: an end that
+// is not up, or a link whose drops "while down" grew since the last sample
+// (the engine's link down; netem.Counts has no flag for it).
 func readCounters(ctx context.Context, st *nodes.State, hs *handles) (map[string][2]Counts, map[string]bool, error) {
-	var engine map[string]netem.LinkStats
 	var errs []error
-	for _, l := range st.Links {
-		if l.Via == netem.ViaTAP {
-			ls, err := netem.EngineStats(ctx, st.Lab)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			engine = make(map[string]netem.LinkStats, len(ls))
-			for _, s := range ls {
-				engine[s.Link] = s
-			}
-			break
-		}
+	counts, err := nodes.Counters(ctx, st.Lab)
+	if err != nil && !errors.Is(err, netem.ErrUnsupported) {
+		errs = append(errs, err)
 	}
-	withQdisc := st.Backend == netem.BackendKernel
+	if counts == nil {
+		counts = map[string][2]Counts{}
+	}
 	ifs := map[string]map[string]ifaceStats{} // netns -> iface -> stats
 	for _, l := range st.Links {
 		for _, e := range []netem.End{l.A, l.B} {
@@ -151,7 +116,7 @@ func readCounters(ctx context.Context, st *nodes.State, hs *handles) (map[string
 			ifs[e.NS] = nil
 			h, err := hs.get(e.NS)
 			if err == nil {
-				ifs[e.NS], err = nsStats(h, withQdisc)
+				ifs[e.NS], err = nsStats(h)
 			}
 			if err != nil {
 				hs.drop(e.NS)
@@ -159,7 +124,6 @@ func readCounters(ctx context.Context, st *nodes.State, hs *handles) (map[string
 			}
 		}
 	}
-	counts := make(map[string][2]Counts, len(st.Links))
 	down := map[string]bool{}
 	for _, l := range st.Links {
 		a, aok := ifs[l.A.NS][l.A.Iface]
@@ -167,52 +131,32 @@ func readCounters(ctx context.Context, st *nodes.State, hs *handles) (map[string
 		if (aok && !a.up) || (bok && !b.up) {
 			down[l.ID] = true
 		}
-		if l.Via == netem.ViaTAP {
-			es, ok := engine[l.ID]
-			if !ok {
-				if engine != nil {
-					errs = append(errs, fmt.Errorf("link %q: the engine does not report it", l.ID))
-				}
-				continue
-			}
-			if es.Down {
-				down[l.ID] = true
-			}
-			counts[l.ID] = [2]Counts{engineCounts(es.AtoB, a.st.TxBytes), engineCounts(es.BtoA, b.st.TxBytes)}
-			continue
+		c, ok := counts[l.ID]
+		if !ok && l.Via == netem.ViaVeth && aok && bok {
+			c, ok = [2]Counts{vethCounts(a, b), vethCounts(b, a)}, true
+			counts[l.ID] = c
 		}
-		if !aok || !bok {
-			if ifs[l.A.NS] != nil && ifs[l.B.NS] != nil {
-				errs = append(errs, fmt.Errorf("link %q: no interface %s:%s or %s:%s", l.ID, l.A.Node, l.A.Iface, l.B.Node, l.B.Iface))
+		if !ok {
+			if l.Via == netem.ViaTAP && err == nil {
+				errs = append(errs, fmt.Errorf("link %q: no counters from its backend", l.ID))
 			}
 			continue
 		}
-		counts[l.ID] = [2]Counts{vethCounts(a, b), vethCounts(b, a)}
+		if p, had := hs.prev[l.ID]; had && (c[0].DownDrops > p[0].DownDrops || c[1].DownDrops > p[1].DownDrops) {
+			down[l.ID] = true
+		}
 	}
+	hs.prev = counts
 	return counts, down, errors.Join(errs...)
 }
 
-func engineCounts(d netem.DirStats, bytes uint64) Counts {
-	return Counts{
-		Packets: d.Packets, Bytes: bytes, Delivered: d.Delivered,
-		Dropped: d.Lost + d.QueueDrops + d.DownDrops + d.WriteErrors,
-		Lost:    d.Lost, QueueDrops: d.QueueDrops, Corrupted: d.Corrupted, Duplicated: d.Duplicated,
-		Reordered: d.Reordered, DownDrops: d.DownDrops, Queued: d.Queued, Split: true,
-	}
-}
-
-// vethCounts is what from sends to to over a veth pair.
+// vethCounts is what from sends to to over a plain veth pair, from the
+// interfaces' counters: a veth's peer receives exactly what it transmits.
 func vethCounts(from, to ifaceStats) Counts {
-	c := Counts{Delivered: to.st.RxPackets}
-	if from.qdisc {
-		c.Dropped = from.qdrops + from.st.TxDropped
-		c.Packets = uint64(from.qsent.Packets) + from.qdrops + uint64(from.qlen)
-		c.Bytes = from.qsent.Bytes
-		c.Queued = int(from.qlen)
-		return c
+	return Counts{
+		Packets:   from.st.TxPackets + from.st.TxDropped,
+		Bytes:     from.st.TxBytes,
+		Delivered: to.st.RxPackets,
+		Dropped:   from.st.TxDropped,
 	}
-	c.Packets = from.st.TxPackets + from.st.TxDropped
-	c.Bytes = from.st.TxBytes
-	c.Dropped = from.st.TxDropped
-	return c
 }

@@ -1,4 +1,4 @@
-package netem
+package engine
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/topo"
 	"golang.org/x/sys/unix"
 )
@@ -22,11 +23,11 @@ import (
 // shuts its write side (or goes away).
 
 type ctlRequest struct {
-	Op     string        `json:"op"` // ping, set, show, faults, list, clear, down, up, stats, capture
+	Op     string        `json:"op"` // ping, set, show, faults, list, clear, down, up, stats, capture, stop
 	Link   string        `json:"link,omitempty"`
 	Dir    string        `json:"dir,omitempty"` // a->b or b->a
-	Spec   *Spec         `json:"spec,omitempty"`
-	Faults []Fault       `json:"faults,omitempty"`
+	Spec   *netem.Spec   `json:"spec,omitempty"`
+	Faults []netem.Fault `json:"faults,omitempty"`
 	For    topo.Duration `json:"for,omitempty"`
 	Point  string        `json:"point,omitempty"`
 }
@@ -34,8 +35,8 @@ type ctlRequest struct {
 type ctlResponse struct {
 	OK      bool        `json:"ok"`
 	Error   string      `json:"error,omitempty"`
-	AtoB    *Spec       `json:"a_to_b,omitempty"`
-	BtoA    *Spec       `json:"b_to_a,omitempty"`
+	AtoB    *netem.Spec `json:"a_to_b,omitempty"`
+	BtoA    *netem.Spec `json:"b_to_a,omitempty"`
 	Pending []string    `json:"pending,omitempty"`
 	Fired   []string    `json:"fired,omitempty"`
 	Stats   []LinkStats `json:"stats,omitempty"`
@@ -54,6 +55,7 @@ type LinkStats struct {
 type DirStats struct {
 	Frames      uint64 `json:"frames"`  // reads from the sending TAP
 	Packets     uint64 `json:"packets"` // wire packets in them
+	Bytes       uint64 `json:"bytes"`   // their wire bytes (Ethernet header on, FCS off)
 	Delivered   uint64 `json:"delivered"`
 	Lost        uint64 `json:"lost"`
 	Duplicated  uint64 `json:"duplicated"`
@@ -62,21 +64,35 @@ type DirStats struct {
 	QueueDrops  uint64 `json:"queue_drops"`
 	DownDrops   uint64 `json:"down_drops"`
 	WriteErrors uint64 `json:"write_errors"`
-	Queued      int    `json:"queued"`
+	Queued      int    `json:"queued"` // wire packets held (delay line and rate)
 }
 
 type dirStats struct {
-	frames, packets, delivered, lost, duplicated, corrupted, reordered atomic.Uint64
-	queueDrops, downDrops, writeErrors                                 atomic.Uint64
+	frames, packets, bytes, delivered, lost, duplicated, corrupted atomic.Uint64
+	reordered                                                      atomic.Uint64
+	queueDrops, downDrops, writeErrors                             atomic.Uint64
 }
 
 func (d *direction) stats() DirStats {
 	s := &d.st
 	return DirStats{
-		Frames: s.frames.Load(), Packets: s.packets.Load(), Delivered: s.delivered.Load(),
+		Frames: s.frames.Load(), Packets: s.packets.Load(), Bytes: s.bytes.Load(), Delivered: s.delivered.Load(),
 		Lost: s.lost.Load(), Duplicated: s.duplicated.Load(), Corrupted: s.corrupted.Load(),
 		Reordered: s.reordered.Load(), QueueDrops: s.queueDrops.Load(), DownDrops: s.downDrops.Load(),
-		WriteErrors: s.writeErrors.Load(), Queued: int(d.q.n.Load()),
+		WriteErrors: s.writeErrors.Load(), Queued: int(d.q.segs.Load()),
+	}
+}
+
+// Counts are the engine's counters in the form every backend gives
+// (netem.Counter): drops split by cause. A packet that was duplicated and
+// lost counts in both (one copy went on).
+func (s DirStats) Counts() netem.Counts {
+	return netem.Counts{
+		Packets: s.Packets, Bytes: s.Bytes, Delivered: s.Delivered,
+		Dropped: s.Lost + s.QueueDrops + s.DownDrops + s.WriteErrors,
+		Lost:    s.Lost, QueueDrops: s.QueueDrops, Corrupted: s.Corrupted,
+		Duplicated: s.Duplicated, Reordered: s.Reordered, DownDrops: s.DownDrops,
+		Queued: s.Queued, Split: true,
 	}
 }
 
@@ -84,13 +100,13 @@ func (d *direction) stats() DirStats {
 func (e *Engine) Stats() []LinkStats {
 	var out []LinkStats
 	for _, el := range e.order {
-		out = append(out, LinkStats{Link: el.l.ID, Down: el.down.Load(), AtoB: el.dirs[AtoB].stats(), BtoA: el.dirs[BtoA].stats()})
+		out = append(out, LinkStats{Link: el.l.ID, Down: el.down.Load(), AtoB: el.dirs[netem.AtoB].stats(), BtoA: el.dirs[netem.BtoA].stats()})
 	}
 	return out
 }
 
 // AddFaults arms scripted faults on a link.
-func (e *Engine) AddFaults(link string, fs []Fault) error {
+func (e *Engine) AddFaults(link string, fs []netem.Fault) error {
 	el, err := e.link(link)
 	if err != nil {
 		return err
@@ -120,15 +136,15 @@ func (e *Engine) SetDown(link string, down bool, d time.Duration) error {
 		e.log.Info("link up", "link", link)
 		return nil
 	}
-	return e.addFault(el, Fault{Action: FaultDown, For: topo.Duration(d)})
+	return e.addFault(el, netem.Fault{Action: netem.FaultDown, For: topo.Duration(d)})
 }
 
-func parseDir(s string) (Dir, error) {
+func parseDir(s string) (netem.Dir, error) {
 	switch s {
 	case "a->b", "atob", "":
-		return AtoB, nil
+		return netem.AtoB, nil
 	case "b->a", "btoa":
-		return BtoA, nil
+		return netem.BtoA, nil
 	}
 	return 0, fmt.Errorf("direction %q: want a->b or b->a", s)
 }
@@ -163,7 +179,13 @@ func (e *Engine) serveConn(c *net.UnixConn) {
 	_ = c.SetReadDeadline(time.Time{})
 	resp, stream := e.handle(req)
 	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := json.NewEncoder(c).Encode(resp); err != nil || !resp.OK || !stream {
+	err = json.NewEncoder(c).Encode(resp)
+	if req.Op == "stop" {
+		e.log.Info("asked to stop")
+		e.stop()
+		return
+	}
+	if err != nil || !resp.OK || !stream {
 		return
 	}
 	_ = c.SetWriteDeadline(time.Time{})
@@ -190,6 +212,8 @@ func (e *Engine) handle(req ctlRequest) (resp ctlResponse, stream bool) {
 	case "stats":
 		ok.Stats = e.Stats()
 		return ok, false
+	case "stop":
+		return ok, false
 	}
 	el, err := e.link(req.Link)
 	if err != nil {
@@ -201,7 +225,7 @@ func (e *Engine) handle(req ctlRequest) (resp ctlResponse, stream bool) {
 		if err != nil {
 			return fail(err)
 		}
-		var s Spec
+		var s netem.Spec
 		if req.Spec != nil {
 			s = *req.Spec
 		}
@@ -278,27 +302,6 @@ func dialEngine(ctx context.Context, sock string, req ctlRequest) (*net.UnixConn
 	return uc, br, resp, nil
 }
 
-// engineCall is one request and its answer.
-func engineCall(ctx context.Context, lab string, req ctlRequest) (ctlResponse, error) {
-	c, _, resp, err := dialEngine(ctx, EngineSocket(lab), req)
-	if err != nil {
-		return resp, fmt.Errorf("lab %q: engine: %w", lab, err)
-	}
-	c.Close()
-	return resp, nil
-}
-
-// WaitEngine returns once the lab's engine answers on its control socket,
-// or ctx ends (give it a deadline: a dead engine never answers). It does
-// not poll: it watches the lab's folder with inotify and tries again when
-// the socket is renamed into place.
-func WaitEngine(ctx context.Context, lab string) error {
-	if err := waitSocket(ctx, EngineSocket(lab)); err != nil {
-		return fmt.Errorf("lab %q: engine not ready: %w", lab, err)
-	}
-	return nil
-}
-
 func waitSocket(ctx context.Context, sock string) error {
 	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -348,57 +351,21 @@ func waitSocket(ctx context.Context, sock string) error {
 	}
 }
 
-// RemoveEngineSocket removes a lab's stale control socket (after its
-// engine was killed); a missing one is not an error.
-func RemoveEngineSocket(lab string) error {
-	for _, p := range []string{EngineSocket(lab), EngineSocket(lab) + ".tmp"} {
+// RemoveSocket removes a lab's stale control socket (after its engine was
+// killed) from the lab's folder; a missing one is not an error.
+func RemoveSocket(dir string) error {
+	for _, p := range []string{Socket(dir), Socket(dir) + ".tmp"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("lab %q: %w", lab, err)
+			return fmt.Errorf("engine socket: %w", err)
 		}
 	}
 	return nil
 }
 
-// AddFaults arms scripted faults on a link of a running lab.
-func AddFaults(ctx context.Context, lab, link string, fs []Fault) error {
-	_, err := engineCall(ctx, lab, ctlRequest{Op: "faults", Link: link, Faults: fs})
-	return err
-}
-
-// ListFaults returns a link's pending and fired faults.
-func ListFaults(ctx context.Context, lab, link string) (pending, fired []string, err error) {
-	r, err := engineCall(ctx, lab, ctlRequest{Op: "list", Link: link})
-	return r.Pending, r.Fired, err
-}
-
-// ClearFaults disarms a link's pending faults and brings it up.
-func ClearFaults(ctx context.Context, lab, link string) error {
-	_, err := engineCall(ctx, lab, ctlRequest{Op: "clear", Link: link})
-	return err
-}
-
-// LinkDown takes a link down for d (0: until LinkUp); LinkUp brings it up.
-func LinkDown(ctx context.Context, lab, link string, d time.Duration) error {
-	_, err := engineCall(ctx, lab, ctlRequest{Op: "down", Link: link, For: topo.Duration(d)})
-	return err
-}
-
-// LinkUp brings a link back up.
-func LinkUp(ctx context.Context, lab, link string) error {
-	_, err := engineCall(ctx, lab, ctlRequest{Op: "up", Link: link})
-	return err
-}
-
-// EngineStats returns the counters of a lab's engine.
-func EngineStats(ctx context.Context, lab string) ([]LinkStats, error) {
-	r, err := engineCall(ctx, lab, ctlRequest{Op: "stats"})
-	return r.Stats, err
-}
-
-// Capture streams a pcapng capture of a link to w until ctx ends, then
+// capture streams a pcapng capture of a link to w until ctx ends, then
 // asks the engine to finish the file and copies the rest.
-func Capture(ctx context.Context, lab, link, point string, w io.Writer) error {
-	c, br, _, err := dialEngine(ctx, EngineSocket(lab), ctlRequest{Op: "capture", Link: link, Point: point})
+func capture(ctx context.Context, sock, lab, link, point string, w io.Writer) error {
+	c, br, _, err := dialEngine(ctx, sock, ctlRequest{Op: "capture", Link: link, Point: point})
 	if err != nil {
 		return fmt.Errorf("lab %q: link %q: capture: %w", lab, link, err)
 	}

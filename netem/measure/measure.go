@@ -1,4 +1,4 @@
-package netem
+package measure
 
 // Measurement of a live link, backend-agnostic: UDP probes between the two
 // ends of a link (one-way delay each way, RTT, loss, duplicates, reordering,
@@ -38,6 +38,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/labctl/labctl/netem"
 )
 
 // Point is one end of a measurement: a named namespace and an address in it.
@@ -283,7 +285,7 @@ func judge(c Check, info bool) Check {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // serialization is the time a frame of the probe's size takes at the rate.
-func serialization(s Spec, payload int) time.Duration {
+func serialization(s netem.Spec, payload int) time.Duration {
 	if s.Rate == 0 {
 		return 0
 	}
@@ -293,7 +295,7 @@ func serialization(s Spec, payload int) time.Duration {
 
 // PredictOneWay is the documented median one-way delay of a probe of
 // payload bytes in a direction with Spec s, and its tolerance.
-func PredictOneWay(s Spec, payload int) (pred, tol time.Duration) {
+func PredictOneWay(s netem.Spec, payload int) (pred, tol time.Duration) {
 	pred = s.Delay.D() + serialization(s, payload)
 	tol = 2*time.Millisecond + s.Delay.D()/20 + s.Jitter.D()/4
 	return pred, tol
@@ -301,7 +303,7 @@ func PredictOneWay(s Spec, payload int) (pred, tol time.Duration) {
 
 // PredictLoss is the share of probes that a direction with Spec s loses
 // (corruption counts: the receiving kernel drops a damaged packet).
-func PredictLoss(s Spec) float64 {
+func PredictLoss(s netem.Spec) float64 {
 	l := s.Loss.Fraction()
 	if g := s.LossGE; g != nil {
 		l = geLoss(g.P.Fraction(), g.R.Fraction(), g.LossBad.Fraction(), g.LossGood.Fraction())
@@ -323,7 +325,7 @@ func geLoss(p, r, lossBad, lossGood float64) float64 {
 }
 
 // PredictReorder is the share of probes that overtake an earlier one.
-func PredictReorder(s Spec) float64 {
+func PredictReorder(s netem.Spec) float64 {
 	p := s.Reorder.Fraction()
 	if p == 0 {
 		return 0
@@ -333,7 +335,7 @@ func PredictReorder(s Spec) float64 {
 }
 
 // PredictGoodput is a saturating TCP flow's goodput at the rate, bits/s.
-func PredictGoodput(s Spec, mtu int) float64 {
+func PredictGoodput(s netem.Spec, mtu int) float64 {
 	if mtu == 0 {
 		mtu = 1500
 	}
@@ -351,14 +353,14 @@ func binomialTol(p float64, n int, corr float64) float64 {
 
 // Judge compares one probe run (and the goodput runs, by direction; nil
 // where none ran) with the Specs of a link and returns the verdict lines.
-func Judge(l Link, r ProbeResult, good map[Dir]*GoodputResult, o ProbeOptions) []Check {
+func Judge(l netem.Link, r ProbeResult, good map[netem.Dir]*GoodputResult, o ProbeOptions) []Check {
 	o = o.withDefaults()
 	var out []Check
 	var rttPred, rttTol time.Duration
-	for _, d := range []Dir{AtoB, BtoA} {
+	for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
 		s := l.Spec(d)
 		dr := r.AtoB
-		if d == BtoA {
+		if d == netem.BtoA {
 			dr = r.BtoA
 		}
 		pred, tol := PredictOneWay(s, o.Size)
@@ -402,7 +404,7 @@ func Judge(l Link, r ProbeResult, good map[Dir]*GoodputResult, o ProbeOptions) [
 	return out
 }
 
-func delayText(s Spec) string {
+func delayText(s netem.Spec) string {
 	if s.Delay == 0 {
 		return "none"
 	}
@@ -416,7 +418,7 @@ func delayText(s Spec) string {
 	return t
 }
 
-func lossText(s Spec) string {
+func lossText(s netem.Spec) string {
 	t := s.Loss.String()
 	if s.LossGE != nil {
 		t = fmt.Sprintf("gemodel p=%s r=%s", s.LossGE.P, s.LossGE.R)
@@ -427,7 +429,7 @@ func lossText(s Spec) string {
 	return t
 }
 
-func reorderText(s Spec) string {
+func reorderText(s netem.Spec) string {
 	t := s.Reorder.String()
 	if s.Gap > 0 {
 		t += fmt.Sprintf(" gap %d", s.Gap)
@@ -442,11 +444,11 @@ func reorderText(s Spec) string {
 // enough for a slow or emulated machine to timestamp each one promptly),
 // slower if needed to stay under a tenth of the slowest rate, and the run
 // under maxRun: the count shrinks before the load grows.
-func PlanProbes(l Link, count int, maxRun time.Duration) ProbeOptions {
+func PlanProbes(l netem.Link, count int, maxRun time.Duration) ProbeOptions {
 	o := ProbeOptions{Count: count, Interval: 2 * time.Millisecond}.withDefaults()
 	frameBits := float64(o.Size+42) * 8
 	var worst time.Duration
-	for _, d := range []Dir{AtoB, BtoA} {
+	for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
 		s := l.Spec(d)
 		if s.Rate > 0 {
 			iv := time.Duration(frameBits / (0.1 * float64(s.Rate)) * float64(time.Second))

@@ -1,4 +1,4 @@
-package netem
+package engine
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -17,11 +16,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket/pcapgo"
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/internal/testnet"
+	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/netem/measure"
 	"github.com/labctl/labctl/topo"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,54 +35,31 @@ import (
 // b, with the probe addresses on it, permanent neighbour entries and IPv6
 // off (so the only packets on the link are the test's: see determinism).
 type tapLab struct {
-	l    Link
-	a, b Point
-	be   Backend
+	l    netem.Link
+	a, b measure.Point
+	be   *userspace
+	dir  string
 }
 
 func newTapLab(t testing.TB) *tapLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	root := t.TempDir()
-	old := EngineRoot
-	EngineRoot = root
-	t.Cleanup(func() { EngineRoot = old })
-	l := Link{Lab: "u" + id, ID: "a-b", Tag: "labctl-test-" + id,
-		A: End{Node: "a", NS: "labctl-u-" + id + "-a", Iface: "a-eth0"},
-		B: End{Node: "b", NS: "labctl-u-" + id + "-b", Iface: "b-eth0"}}
-	require.NoError(t, os.MkdirAll(filepath.Join(root, l.Lab), 0o755))
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		require.NoError(t, nsdo.NewNamed(ns))
-		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
-		require.NoError(t, nsdo.DoNamed(ns, func() error {
-			for _, k := range []string{"all", "default"} {
-				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
-					return err
-				}
-			}
-			return nil
-		}))
-	}
-	be := NewUserspace(l.Lab)
-	require.NoError(t, be.Create(context.Background(), &l))
-	require.Equal(t, ViaTAP, l.Via)
-	a, b, undo, err := AttachProbeAddrs(l)
+	l := testnet.Link(t, "u", netem.Spec{}, netem.Spec{})
+	dir := t.TempDir()
+	be := NewBackend(Options{Lab: l.Lab, Dir: dir, Links: 1}).(*userspace)
+	testnet.Create(t, be, &l)
+	require.Equal(t, netem.ViaTAP, l.Via)
+	a, b, undo, err := measure.AttachProbeAddrs(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, undo()) })
 	// AttachProbeAddrs also adds permanent neighbour entries both ways.
-	return &tapLab{l: l, a: a, b: b, be: be}
+	return &tapLab{l: l, a: a, b: b, be: be, dir: dir}
 }
 
 // start runs an engine for the lab in this process until the test ends
 // (or stop is called) and waits until it answers.
 func (tl *tapLab) start(t testing.TB, seed int64) (stop func()) {
 	t.Helper()
-	e, err := NewEngine(EngineConfig{Lab: tl.l.Lab, Seed: seed, Links: []Link{tl.l}})
+	e, err := New(Config{Lab: tl.l.Lab, Seed: seed, Links: []netem.Link{tl.l}, Socket: Socket(tl.dir)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -101,18 +81,18 @@ func (tl *tapLab) start(t testing.TB, seed int64) (stop func()) {
 	t.Cleanup(stop)
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
-	require.NoError(t, WaitEngine(wctx, tl.l.Lab))
+	require.NoError(t, waitSocket(wctx, Socket(tl.dir)))
 	return stop
 }
 
-func (tl *tapLab) set(t testing.TB, d Dir, s Spec) {
+func (tl *tapLab) set(t testing.TB, d netem.Dir, s netem.Spec) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, tl.be.Set(ctx, tl.l, d, s))
 	a, b, err := tl.be.Show(ctx, tl.l)
 	require.NoError(t, err)
-	if d == AtoB {
+	if d == netem.AtoB {
 		require.Equal(t, s, a)
 	} else {
 		require.Equal(t, s, b)
@@ -127,9 +107,9 @@ type udpFlow struct {
 
 func (tl *tapLab) udp(t *testing.T) *udpFlow {
 	t.Helper()
-	tx, err := listenUDP(tl.a, false)
+	tx, err := measure.ListenUDP(tl.a, false)
 	require.NoError(t, err)
-	rx, err := listenUDP(tl.b, false)
+	rx, err := measure.ListenUDP(tl.b, false)
 	require.NoError(t, err)
 	t.Cleanup(func() { tx.Close(); rx.Close() })
 	return &udpFlow{tx: tx, rx: rx, dst: rx.LocalAddr().(*net.UDPAddr).AddrPort()}
@@ -184,8 +164,8 @@ func seqs(ds [][]byte) []uint32 {
 
 func TestUserspaceCreateAndTeardown(t *testing.T) {
 	tl := newTapLab(t)
-	for _, e := range []End{tl.l.A, tl.l.B} {
-		require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+	for _, e := range []netem.End{tl.l.A, tl.l.B} {
+		require.NoError(t, netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 			lk, err := h.LinkByName(e.Iface)
 			require.NoError(t, err)
 			assert.Equal(t, "tuntap", lk.Type())
@@ -200,11 +180,11 @@ func TestUserspaceCreateAndTeardown(t *testing.T) {
 	assert.Equal(t, []uint32{0, 1, 2, 3, 4}, seqs(f.recv(t, 5, time.Second)))
 
 	stop()
-	_, err := os.Stat(EngineSocket(tl.l.Lab))
+	_, err := os.Stat(Socket(tl.dir))
 	assert.True(t, errors.Is(err, os.ErrNotExist), "the socket goes with the engine")
 	require.NoError(t, DeleteTAPLink(tl.l))
-	for _, e := range []End{tl.l.A, tl.l.B} {
-		require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+	for _, e := range []netem.End{tl.l.A, tl.l.B} {
+		require.NoError(t, netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 			_, err := h.LinkByName(e.Iface)
 			assert.Error(t, err, "tap %s is gone", e.Iface)
 			return nil
@@ -219,11 +199,11 @@ func TestUserspaceFidelity(t *testing.T) {
 	tl := newTapLab(t)
 	tl.start(t, 7)
 	d25 := topo.Duration(25 * time.Millisecond)
-	tl.set(t, AtoB, Spec{Delay: d25, Loss: 10})
-	tl.set(t, BtoA, Spec{Delay: d25, Duplicate: 10})
+	tl.set(t, netem.AtoB, netem.Spec{Delay: d25, Loss: 10})
+	tl.set(t, netem.BtoA, netem.Spec{Delay: d25, Duplicate: 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := Probe(ctx, tl.a, tl.b, ProbeOptions{Count: 2300, Interval: time.Millisecond, Drain: 200 * time.Millisecond})
+	r, err := measure.Probe(ctx, tl.a, tl.b, measure.ProbeOptions{Count: 2300, Interval: time.Millisecond, Drain: 200 * time.Millisecond})
 	require.NoError(t, err)
 	t.Logf("a->b %+v\nb->a %+v\nrtt %+v", r.AtoB, r.BtoA, r.RTT)
 	assert.InDelta(t, 50*time.Millisecond, r.RTT.Median, float64(2*time.Millisecond), "median RTT")
@@ -238,13 +218,13 @@ func TestUserspaceFidelity(t *testing.T) {
 func TestUserspaceRate(t *testing.T) {
 	tl := newTapLab(t)
 	tl.start(t, 1)
-	s := Spec{Rate: 10_000_000}
-	tl.set(t, AtoB, s)
+	s := netem.Spec{Rate: 10_000_000}
+	tl.set(t, netem.AtoB, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	g, err := Goodput(ctx, tl.a, tl.b, 3*time.Second)
+	g, err := measure.Goodput(ctx, tl.a, tl.b, 3*time.Second)
 	require.NoError(t, err)
-	want := PredictGoodput(s, 1500)
+	want := measure.PredictGoodput(s, 1500)
 	t.Logf("goodput %.2f Mbit/s, predicted %.2f", g.BitsPerS/1e6, want/1e6)
 	assert.InEpsilon(t, want, g.BitsPerS, 0.10)
 }
@@ -258,7 +238,7 @@ func TestUserspaceDeterminism(t *testing.T) {
 	run := func(seed int64) []uint32 {
 		stop := tl.start(t, seed)
 		defer stop()
-		tl.set(t, AtoB, Spec{Loss: 20})
+		tl.set(t, netem.AtoB, netem.Spec{Loss: 20})
 		var dropped []uint32
 		for chunk := uint32(0); chunk < n; chunk += 100 { // stay within socket buffers
 			f.send(t, chunk, chunk+100)
@@ -287,16 +267,16 @@ func TestUserspaceScriptedFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	port := f.dst.Port()
-	m := FaultMatch{Proto: "udp", Port: port, From: "a"}
-	require.NoError(t, AddFaults(ctx, tl.l.Lab, tl.l.ID, []Fault{
-		{Action: FaultDrop, Nth: 3, Match: m},
-		{Action: FaultDuplicate, Nth: 5, Match: m},
-		{Action: FaultDelay, Nth: 6, Match: m, Delay: topo.Duration(150 * time.Millisecond)},
-		{Action: FaultCorrupt, Nth: 8, Match: m, Byte: 10},
+	m := netem.FaultMatch{Proto: "udp", Port: port, From: "a"}
+	require.NoError(t, tl.be.AddFaults(ctx, tl.l, []netem.Fault{
+		{Action: netem.FaultDrop, Nth: 3, Match: m},
+		{Action: netem.FaultDuplicate, Nth: 5, Match: m},
+		{Action: netem.FaultDelay, Nth: 6, Match: m, Delay: topo.Duration(150 * time.Millisecond)},
+		{Action: netem.FaultCorrupt, Nth: 8, Match: m, Byte: 10},
 	}))
 	// A fault from the wrong node or port is refused or never fires.
-	require.Error(t, AddFaults(ctx, tl.l.Lab, tl.l.ID, []Fault{{Action: FaultDrop, Nth: 1, Match: FaultMatch{From: "nobody"}}}))
-	require.NoError(t, AddFaults(ctx, tl.l.Lab, tl.l.ID, []Fault{{Action: FaultDrop, Nth: 1, Match: FaultMatch{Proto: "udp", From: "b"}}}))
+	require.Error(t, tl.be.AddFaults(ctx, tl.l, []netem.Fault{{Action: netem.FaultDrop, Nth: 1, Match: netem.FaultMatch{From: "nobody"}}}))
+	require.NoError(t, tl.be.AddFaults(ctx, tl.l, []netem.Fault{{Action: netem.FaultDrop, Nth: 1, Match: netem.FaultMatch{Proto: "udp", From: "b"}}}))
 
 	f.send(t, 1, 11) // datagrams 1..10
 	got := f.recv(t, 10, 500*time.Millisecond)
@@ -309,21 +289,21 @@ func TestUserspaceScriptedFaults(t *testing.T) {
 		}
 		assert.Equal(t, want, d, "datagram %d", s)
 	}
-	pending, fired, err := ListFaults(ctx, tl.l.Lab, tl.l.ID)
+	pending, fired, err := tl.be.ListFaults(ctx, tl.l)
 	require.NoError(t, err)
 	assert.Len(t, fired, 4)
 	assert.Len(t, pending, 1, "the fault on b's packets waits")
 
 	// Down: nothing passes; up: traffic flows again.
-	require.NoError(t, LinkDown(ctx, tl.l.Lab, tl.l.ID, 0))
+	require.NoError(t, tl.be.LinkDown(ctx, tl.l, 0))
 	f.send(t, 100, 103)
 	assert.Empty(t, f.recv(t, 3, 300*time.Millisecond))
-	require.NoError(t, LinkUp(ctx, tl.l.Lab, tl.l.ID))
+	require.NoError(t, tl.be.LinkUp(ctx, tl.l))
 	f.send(t, 200, 203)
 	assert.Equal(t, []uint32{200, 201, 202}, seqs(f.recv(t, 3, time.Second)))
 
 	// A timed down comes back up by itself.
-	require.NoError(t, LinkDown(ctx, tl.l.Lab, tl.l.ID, 200*time.Millisecond))
+	require.NoError(t, tl.be.LinkDown(ctx, tl.l, 200*time.Millisecond))
 	f.send(t, 300, 301)
 	assert.Empty(t, f.recv(t, 1, 100*time.Millisecond))
 	deadline := time.Now().Add(3 * time.Second)
@@ -334,7 +314,7 @@ func TestUserspaceScriptedFaults(t *testing.T) {
 	}
 	assert.Equal(t, []uint32{400}, back)
 
-	st, err := EngineStats(ctx, tl.l.Lab)
+	st, err := tl.stats(ctx)
 	require.NoError(t, err)
 	require.Len(t, st, 1)
 	assert.Equal(t, uint64(1), st[0].AtoB.Lost)
@@ -349,7 +329,7 @@ func TestUserspaceCorruptFixChecksum(t *testing.T) {
 	tl := newTapLab(t)
 	tl.start(t, 1)
 	f := tl.udp(t)
-	tl.set(t, AtoB, Spec{Corrupt: 100, CorruptFixChecksum: true})
+	tl.set(t, netem.AtoB, netem.Spec{Corrupt: 100, CorruptFixChecksum: true})
 	f.send(t, 0, 20)
 	got := f.recv(t, 20, 500*time.Millisecond)
 	require.Len(t, got, 20)
@@ -363,7 +343,7 @@ func TestUserspaceCorruptFixChecksum(t *testing.T) {
 		assert.Equal(t, 1, best, "exactly one bit flipped")
 	}
 	// Without the fix, the receiving kernel drops (almost) all of them.
-	tl.set(t, AtoB, Spec{Corrupt: 100})
+	tl.set(t, netem.AtoB, netem.Spec{Corrupt: 100})
 	f.send(t, 0, 20)
 	assert.Less(t, len(f.recv(t, 20, 300*time.Millisecond)), 10)
 }
@@ -401,7 +381,7 @@ func TestUserspaceCapture(t *testing.T) {
 	tl := newTapLab(t)
 	tl.start(t, 1)
 	f := tl.udp(t)
-	tl.set(t, AtoB, Spec{Loss: 100})
+	tl.set(t, netem.AtoB, netem.Spec{Loss: 100})
 	path := filepath.Join(t.TempDir(), "cap.pcapng")
 	file, err := os.Create(path)
 	require.NoError(t, err)
@@ -409,7 +389,7 @@ func TestUserspaceCapture(t *testing.T) {
 	sw := &signalWriter{w: file, first: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Capture(ctx, tl.l.Lab, tl.l.ID, "sent", sw) }()
+	go func() { done <- tl.be.Capture(ctx, tl.l, "sent", sw) }()
 	select {
 	case <-sw.first:
 	case <-time.After(5 * time.Second):
@@ -455,7 +435,7 @@ func TestUserspaceCapture(t *testing.T) {
 func TestUserspaceTCPIntegrityUnderLoss(t *testing.T) {
 	tl := newTapLab(t)
 	tl.start(t, 3)
-	tl.set(t, AtoB, Spec{Loss: 1, Duplicate: 1})
+	tl.set(t, netem.AtoB, netem.Spec{Loss: 1, Duplicate: 1})
 	var ln net.Listener
 	require.NoError(t, nsdo.DoNamed(tl.b.NS, func() error {
 		var err error
@@ -497,9 +477,102 @@ func TestUserspaceTCPIntegrityUnderLoss(t *testing.T) {
 	assert.Equal(t, [32]byte(h.Sum(nil)), <-sum, "the stream arrives intact")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := EngineStats(ctx, tl.l.Lab)
+	st, err := tl.stats(ctx)
 	require.NoError(t, err)
 	t.Logf("%d MiB in %v with 1%% loss and 1%% duplicates: %+v", size>>20, time.Since(start), st[0].AtoB)
 	assert.Greater(t, st[0].AtoB.Packets, st[0].AtoB.Frames, "super-frames were counted as their packets")
 	assert.InDelta(t, 0.01, float64(st[0].AtoB.Lost)/float64(st[0].AtoB.Packets), 0.005)
+}
+
+// stats reads every served link's counters from the engine.
+func (tl *tapLab) stats(ctx context.Context) ([]LinkStats, error) {
+	r, err := tl.be.call(ctx, ctlRequest{Op: "stats"})
+	return r.Stats, err
+}
+
+// TestUserspaceCounters: the engine's counters through netem.Counter:
+// every datagram offered is delivered or dropped, drops split by cause,
+// bytes are whole frames.
+func TestUserspaceCounters(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 7)
+	tl.set(t, netem.AtoB, netem.Spec{Loss: 20})
+	f := tl.udp(t)
+	for chunk := uint32(0); chunk < 500; chunk += 100 {
+		f.send(t, chunk, chunk+100)
+		f.recv(t, 100, 150*time.Millisecond)
+	}
+	var c netem.Counter = tl.be
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ab, ba, err := c.Counters(ctx, tl.l)
+	require.NoError(t, err)
+	t.Logf("a->b %+v, b->a %+v", ab, ba)
+	assert.True(t, ab.Split)
+	assert.GreaterOrEqual(t, ab.Packets, uint64(500))
+	assert.Equal(t, ab.Packets, ab.Delivered+ab.Dropped+uint64(ab.Queued))
+	assert.Equal(t, ab.Lost, ab.Dropped, "the only cause is loss")
+	assert.InDelta(t, 100, float64(ab.Lost), 40)
+	assert.GreaterOrEqual(t, ab.Bytes, ab.Packets*(14+20+8+64), "whole frames: Ethernet, IP, UDP, payload")
+	assert.Zero(t, ba.Dropped)
+
+	plain := netem.Link{ID: "x", Via: netem.ViaVeth}
+	_, _, err = c.Counters(ctx, plain)
+	assert.ErrorIs(t, err, netem.ErrUnsupported, "a plain veth link has no engine counters")
+}
+
+// TestUserspaceRunnerStartsAndStops: the backend starts its engine from
+// what it wrote in the lab's folder (here the launched "process" is a
+// goroutine running Serve, as `labctl engine` does) and stops it through
+// the control socket.
+func TestUserspaceRunnerStartsAndStops(t *testing.T) {
+	tl := newTapLab(t)
+	served := make(chan error, 1)
+	var running atomic.Bool
+	u := NewBackend(Options{Lab: tl.l.Lab, Dir: tl.dir, Seed: 3, Links: 1, Launch: func() (func() bool, error) {
+		running.Store(true)
+		go func() {
+			served <- Serve(context.Background(), tl.dir, nil)
+			running.Store(false)
+		}()
+		return running.Load, nil
+	}})
+	r, ok := u.(netem.Runner)
+	require.True(t, ok, "the userspace backend runs its engine")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, r.Start(ctx, []netem.Link{tl.l}))
+	require.NoError(t, u.Set(ctx, tl.l, netem.AtoB, netem.Spec{Loss: 1}), "the engine serves the link")
+	require.NoError(t, r.Stop(ctx))
+	select {
+	case err := <-served:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("the engine did not stop")
+	}
+	_, err := os.Stat(Socket(tl.dir))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no socket is left")
+	require.NoError(t, r.Stop(ctx), "stopping a stopped engine is fine")
+	assert.ErrorIs(t, u.Set(ctx, tl.l, netem.AtoB, netem.Spec{}), ErrEngineDown)
+}
+
+// TestUserspaceQueueLimitDropsPastIt: a burst into a slow link is held up
+// to the shared queue limit (64 packets at 1 Mbit/s without delay) and the
+// rest is dropped and counted as queue drops.
+func TestUserspaceQueueLimitDropsPastIt(t *testing.T) {
+	tl := newTapLab(t)
+	tl.start(t, 1)
+	s := netem.Spec{Rate: 1_000_000}
+	require.Equal(t, 64, netem.QueueLimit(s))
+	tl.set(t, netem.AtoB, s)
+	f := tl.udp(t)
+	f.send(t, 0, 150) // 150 datagrams in well under a millisecond; one takes 0.85 ms
+	got := f.recv(t, 150, 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ab, _, err := tl.be.Counters(ctx, tl.l)
+	require.NoError(t, err)
+	t.Logf("received %d; %+v", len(got), ab)
+	assert.InDelta(t, 150-64, float64(ab.QueueDrops), 8, "the queue holds 64, a few more leave meanwhile")
+	assert.Equal(t, uint64(len(got)), ab.Delivered)
 }

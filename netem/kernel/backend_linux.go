@@ -1,4 +1,4 @@
-package netem
+package kernel
 
 // The kernel backend: a veth pair per link and, on the egress of each
 // impaired end, one root netem qdisc that does everything the Spec asks.
@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/topo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -51,15 +52,15 @@ const (
 
 type kernel struct{}
 
-// NewKernel returns the tc-netem backend.
-func NewKernel() Backend { return kernel{} }
+// New returns the tc-netem backend.
+func New() netem.Backend { return kernel{} }
 
-func (kernel) Name() string { return BackendKernel }
+func (kernel) Name() string { return netem.BackendKernel }
 
-// KernelAvailable reports whether this kernel can run netem qdiscs: it adds
+// Available reports whether this kernel can run netem qdiscs: it adds
 // one on the loopback device of a throwaway namespace (which it always
 // removes) and returns the kernel's answer.
-func KernelAvailable(ctx context.Context) error {
+func Available(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -75,10 +76,10 @@ func KernelAvailable(ctx context.Context) error {
 			slog.Warn("sch_netem probe: remove namespace", "netns", name, "err", err)
 		}
 	}()
-	opts := netemOptions(Spec{Delay: topo.Duration(time.Millisecond)}, nil)
+	opts := netemOptions(netem.Spec{Delay: topo.Duration(time.Millisecond)}, nil)
 	err := qdiscReplace(name, "lo", opts)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
-		return fmt.Errorf("sch_netem probe: the kernel refused a netem qdisc (%w): this kernel has no sch_netem; load it (modprobe sch_netem) or use the userspace backend: %w", err, ErrUnsupported)
+		return fmt.Errorf("sch_netem probe: the kernel refused a netem qdisc (%w): this kernel has no sch_netem; load it (modprobe sch_netem) or use the userspace backend: %w", err, netem.ErrUnsupported)
 	}
 	if err != nil {
 		return fmt.Errorf("sch_netem probe: add a netem qdisc: %w", err)
@@ -86,7 +87,7 @@ func KernelAvailable(ctx context.Context) error {
 	return nil
 }
 
-// probePrefix names KernelAvailable's throwaway namespaces; the PID of the
+// probePrefix names Available's throwaway namespaces; the PID of the
 // process that made one follows it.
 const probePrefix = "labctl-probe-"
 
@@ -116,33 +117,33 @@ func reapProbes() {
 }
 
 // Create makes the veth pair and impairs it. On error it leaves nothing.
-func (k kernel) Create(ctx context.Context, l *Link) (err error) {
-	tables := map[Dir][]int16{}
-	for _, d := range []Dir{AtoB, BtoA} {
+func (k kernel) Create(ctx context.Context, l *netem.Link) (err error) {
+	tables := map[netem.Dir][]int16{}
+	for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
 		t, err := prepare(l.Spec(d))
 		if err != nil {
 			return fmt.Errorf("link %q %s: %w", l.ID, d, err)
 		}
 		tables[d] = t
 	}
-	l.Via = ViaVeth
-	if err := CreateVeth(ctx, *l); err != nil {
+	l.Via = netem.ViaVeth
+	if err := netem.CreateVeth(ctx, *l); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			_ = DeleteIface(l.A)
+			_ = netem.DeleteIface(l.A)
 		}
 	}()
 	if !l.Impaired() {
 		return nil
 	}
-	for _, e := range []End{l.A, l.B} {
+	for _, e := range []netem.End{l.A, l.B} {
 		if err := OffloadsOff(e); err != nil {
 			return fmt.Errorf("link %q: %w", l.ID, err)
 		}
 	}
-	for _, d := range []Dir{AtoB, BtoA} {
+	for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
 		if s := l.Spec(d); !s.IsZero() {
 			if err := applySpec(*l, d, s, tables[d]); err != nil {
 				return err
@@ -155,7 +156,7 @@ func (k kernel) Create(ctx context.Context, l *Link) (err error) {
 // Set replaces one direction's impairment in place (netem's change keeps
 // the packets it holds); a zero Spec removes labctl's qdisc, which makes
 // the direction clean.
-func (kernel) Set(ctx context.Context, l Link, d Dir, s Spec) error {
+func (kernel) Set(ctx context.Context, l netem.Link, d netem.Dir, s netem.Spec) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -170,7 +171,7 @@ func (kernel) Set(ctx context.Context, l Link, d Dir, s Spec) error {
 	if err != nil {
 		return fmt.Errorf("link %q %s: %w", l.ID, d, err)
 	}
-	for _, x := range []End{l.A, l.B} {
+	for _, x := range []netem.End{l.A, l.B} {
 		if err := OffloadsOff(x); err != nil {
 			return fmt.Errorf("link %q: %w", l.ID, err)
 		}
@@ -181,30 +182,30 @@ func (kernel) Set(ctx context.Context, l Link, d Dir, s Spec) error {
 // Show reads the netem qdiscs in force back into Specs. The kernel does not
 // report a jitter distribution, so Distribution is always empty; Limit is
 // the limit in force.
-func (kernel) Show(ctx context.Context, l Link) (atob, btoa Spec, err error) {
+func (kernel) Show(ctx context.Context, l netem.Link) (atob, btoa netem.Spec, err error) {
 	if err := ctx.Err(); err != nil {
-		return Spec{}, Spec{}, err
+		return netem.Spec{}, netem.Spec{}, err
 	}
-	var out [2]Spec
-	for i, d := range []Dir{AtoB, BtoA} {
+	var out [2]netem.Spec
+	for i, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
 		e := end(l, d)
 		opts, ok, err := qdiscGet(e.NS, e.Iface)
 		if err != nil {
-			return Spec{}, Spec{}, fmt.Errorf("link %q %s: node %q: %q: read qdisc: %w", l.ID, d, e.Node, e.Iface, err)
+			return netem.Spec{}, netem.Spec{}, fmt.Errorf("link %q %s: node %q: %q: read qdisc: %w", l.ID, d, e.Node, e.Iface, err)
 		}
 		if !ok {
 			continue
 		}
 		if out[i], err = specFromOptions(opts); err != nil {
-			return Spec{}, Spec{}, fmt.Errorf("link %q %s: %w", l.ID, d, err)
+			return netem.Spec{}, netem.Spec{}, fmt.Errorf("link %q %s: %w", l.ID, d, err)
 		}
 	}
 	return out[0], out[1], nil
 }
 
 // end is the interface whose egress carries direction d.
-func end(l Link, d Dir) End {
-	if d == BtoA {
+func end(l netem.Link, d netem.Dir) netem.End {
+	if d == netem.BtoA {
 		return l.B
 	}
 	return l.A
@@ -212,7 +213,7 @@ func end(l Link, d Dir) End {
 
 // prepare checks a Spec against what the kernel can do and loads its
 // jitter table.
-func prepare(s Spec) ([]int16, error) {
+func prepare(s netem.Spec) ([]int16, error) {
 	if s.IsZero() {
 		return nil, nil
 	}
@@ -225,11 +226,11 @@ func prepare(s Spec) ([]int16, error) {
 	return distTable(s.Distribution)
 }
 
-func applySpec(l Link, d Dir, s Spec, table []int16) error {
+func applySpec(l netem.Link, d netem.Dir, s netem.Spec, table []int16) error {
 	e := end(l, d)
 	if err := qdiscReplace(e.NS, e.Iface, netemOptions(s, table)); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			err = fmt.Errorf("%w (this kernel has no sch_netem): %w", err, ErrUnsupported)
+			err = fmt.Errorf("%w (this kernel has no sch_netem): %w", err, netem.ErrUnsupported)
 		}
 		return fmt.Errorf("link %q %s: node %q: %q: netem %s: %w", l.ID, d, e.Node, e.Iface, s, err)
 	}
@@ -260,7 +261,7 @@ func tcExchange(ns string, req *nl.NetlinkRequest, resType uint16) ([][]byte, er
 
 func ifindex(ns, iface string) (int, error) {
 	idx := 0
-	err := WithHandle(ns, func(h *netlink.Handle) error {
+	err := netem.WithHandle(ns, func(h *netlink.Handle) error {
 		lk, err := h.LinkByName(iface)
 		if err != nil {
 			return err
@@ -296,6 +297,7 @@ type rootQdisc struct {
 	kind   string
 	handle uint32
 	opts   []byte
+	stats  qdiscStats
 }
 
 func qdiscRoot(ns, iface string) (rootQdisc, bool, error) {
@@ -325,7 +327,11 @@ func qdiscRoot(ns, iface string) (rootQdisc, bool, error) {
 		if n := len(kind); n > 0 && kind[n-1] == 0 {
 			kind = kind[:n-1]
 		}
-		return rootQdisc{kind: kind, handle: t.Handle, opts: attrs[tcaOptions]}, true, nil
+		st, err := parseQdiscStats(attrs)
+		if err != nil {
+			return rootQdisc{}, false, err
+		}
+		return rootQdisc{kind: kind, handle: t.Handle, opts: attrs[tcaOptions], stats: st}, true, nil
 	}
 	return rootQdisc{}, false, nil
 }
@@ -357,4 +363,9 @@ func qdiscDelete(ns, iface string) error {
 	req.AddRawData(tcmsg(idx, qdiscHandle, tcHRoot))
 	_, err = tcExchange(ns, req, 0)
 	return err
+}
+
+// Candidate is the kernel backend as netem.Select chooses it.
+func Candidate() netem.Candidate {
+	return netem.Candidate{Name: netem.BackendKernel, Available: Available, New: New}
 }

@@ -1,14 +1,11 @@
-package netem
+package engine
 
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -17,6 +14,9 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/internal/testnet"
+	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/netem/measure"
 	"github.com/labctl/labctl/topo"
 	"golang.org/x/sys/unix"
 )
@@ -37,9 +37,7 @@ import (
 // process's CPU time is the engine's. Note that the engine's write(2) into
 // the receiving TAP also runs the receiver's TCP/IP input in its thread.
 func BenchmarkUserspace(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testnet.NeedRoot(b)
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Skip("needs iperf3 (apt-get install -y iperf3)")
 	}
@@ -54,17 +52,17 @@ func BenchmarkUserspace(b *testing.B) {
 	})
 	for _, c := range []struct {
 		name string
-		s    Spec
-	}{{"tcp/tap", Spec{}}, {"tcp/tap-loss1%", Spec{Loss: 1}}} {
+		s    netem.Spec
+	}{{"tcp/tap", netem.Spec{}}, {"tcp/tap-loss1%", netem.Spec{Loss: 1}}} {
 		b.Run(c.name, func(b *testing.B) {
-			tl.set(b, AtoB, c.s)
+			tl.set(b, netem.AtoB, c.s)
 			g, cpu := iperf(b, tl.a, tl.b, dur)
 			b.ReportMetric(g/1e9, "Gbit/s")
 			b.ReportMetric(cpu*100, "engine-cpu-%")
 			b.ReportMetric(cpu*100/(g/1e9), "cpu-%/Gbit/s")
 		})
 	}
-	tl.set(b, AtoB, Spec{})
+	tl.set(b, netem.AtoB, netem.Spec{})
 	base := oneWay(b, tl.a, tl.b, 300, 2*time.Millisecond)
 	b.Run("delay/0ms", func(b *testing.B) {
 		b.ReportMetric(us(base.median), "median-us")
@@ -72,8 +70,8 @@ func BenchmarkUserspace(b *testing.B) {
 	})
 	for _, d := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond} {
 		b.Run(fmt.Sprintf("delay/%v", d), func(b *testing.B) {
-			tl.set(b, AtoB, Spec{Delay: topo.Duration(d)})
-			tl.set(b, BtoA, Spec{Delay: topo.Duration(d)})
+			tl.set(b, netem.AtoB, netem.Spec{Delay: topo.Duration(d)})
+			tl.set(b, netem.BtoA, netem.Spec{Delay: topo.Duration(d)})
 			ab := oneWay(b, tl.a, tl.b, 300, 2*time.Millisecond)
 			ba := oneWay(b, tl.b, tl.a, 300, 2*time.Millisecond)
 			for _, x := range []struct {
@@ -87,31 +85,20 @@ func BenchmarkUserspace(b *testing.B) {
 			}
 		})
 	}
-	tl.set(b, AtoB, Spec{})
-	tl.set(b, BtoA, Spec{})
+	tl.set(b, netem.AtoB, netem.Spec{})
+	tl.set(b, netem.BtoA, netem.Spec{})
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-type benchLink struct{ a, b Point }
+type benchLink struct{ a, b measure.Point }
 
 func newVethBenchLink(b *testing.B) benchLink {
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := Link{Lab: "v" + id, ID: "a-b", Tag: "labctl-bench-" + id,
-		A: End{Node: "a", NS: "labctl-v-" + id + "-a", Iface: "a-eth0"},
-		B: End{Node: "b", NS: "labctl-v-" + id + "-b", Iface: "b-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		if err := nsdo.NewNamed(ns); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = nsdo.DeleteNamed(ns) })
-	}
-	if err := CreateVeth(context.Background(), l); err != nil {
+	l := testnet.Link(b, "v", netem.Spec{}, netem.Spec{})
+	if err := netem.CreateVeth(context.Background(), l); err != nil {
 		b.Fatal(err)
 	}
-	pa, pb, undo, err := AttachProbeAddrs(l)
+	pa, pb, undo, err := measure.AttachProbeAddrs(l)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +108,7 @@ func newVethBenchLink(b *testing.B) benchLink {
 
 // iperf runs one iperf3 TCP flow from a to b and returns the receiver's
 // bit rate and this process's CPU use (cores) meanwhile.
-func iperf(b *testing.B, from, to Point, dur time.Duration) (bits, cpu float64) {
+func iperf(b *testing.B, from, to measure.Point, dur time.Duration) (bits, cpu float64) {
 	ctx, cancel := context.WithTimeout(context.Background(), dur+20*time.Second)
 	defer cancel()
 	srv := exec.CommandContext(ctx, "iperf3", "-s", "-1", "--forceflush", "-B", to.Addr.String(), "-p", "5299")
@@ -180,8 +167,8 @@ type owdResult struct{ median, p99, max time.Duration }
 // oneWay measures one-way delay with blocking sockets on locked threads
 // (no Go netpoller in the path): n datagrams, one every gap, each carrying
 // its send time on this process's monotonic clock.
-func oneWay(b *testing.B, from, to Point, n int, gap time.Duration) owdResult {
-	sock := func(p Point) int {
+func oneWay(b *testing.B, from, to measure.Point, n int, gap time.Duration) owdResult {
+	sock := func(p measure.Point) int {
 		var fd int
 		err := nsdo.DoNamed(p.NS, func() error {
 			var err error

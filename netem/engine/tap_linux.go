@@ -1,11 +1,14 @@
-package netem
+package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/netem"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -52,8 +55,8 @@ func openTAP(name string) (int, error) {
 
 // createTAP makes a persistent TAP device for one end, inside its
 // namespace; it fails if the name is taken.
-func createTAP(e End) error {
-	err := WithHandle(e.NS, func(h *netlink.Handle) error {
+func createTAP(e netem.End) error {
+	err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 		if _, err := h.LinkByName(e.Iface); err == nil {
 			return fmt.Errorf("interface %q: %w", e.Iface, os.ErrExist)
 		}
@@ -82,9 +85,9 @@ func createTAP(e End) error {
 // deleteTAP removes a persistent TAP device; a missing one is not an error.
 // RTM_DELLINK works on tun devices in current kernels; clearing the persist
 // flag is the fallback.
-func deleteTAP(e End) error {
-	if err := DeleteIface(e); err == nil {
-		gone := WithHandle(e.NS, func(h *netlink.Handle) error {
+func deleteTAP(e netem.End) error {
+	if err := netem.DeleteIface(e); err == nil {
+		gone := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 			if _, err := h.LinkByName(e.Iface); err == nil {
 				return os.ErrExist
 			}
@@ -111,9 +114,9 @@ func deleteTAP(e End) error {
 // attachTAP opens an existing TAP end for the engine, checks that it carries
 // the link's tag (so the engine never serves a device it did not make),
 // turns on the offloads and makes the fd non-blocking.
-func attachTAP(e End, tag string) (int, error) {
+func attachTAP(e netem.End, tag string) (int, error) {
 	if tag != "" {
-		err := WithHandle(e.NS, func(h *netlink.Handle) error {
+		err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 			lk, err := h.LinkByName(e.Iface)
 			if err != nil {
 				return fmt.Errorf("find %q: %w", e.Iface, err)
@@ -152,8 +155,8 @@ func attachTAP(e End, tag string) (int, error) {
 
 // createTAPLink makes both TAP ends of a link, tagged, with the link's MTU,
 // and up. On error it leaves nothing.
-func createTAPLink(l Link) (err error) {
-	var made []End
+func createTAPLink(l netem.Link) (err error) {
+	var made []netem.End
 	defer func() {
 		if err != nil {
 			for _, e := range made {
@@ -161,13 +164,13 @@ func createTAPLink(l Link) (err error) {
 			}
 		}
 	}()
-	for _, e := range []End{l.A, l.B} {
+	for _, e := range []netem.End{l.A, l.B} {
 		if err := createTAP(e); err != nil {
 			return fmt.Errorf("link %q: %w", l.ID, err)
 		}
 		made = append(made, e)
 		if l.MTU > 0 {
-			err := WithHandle(e.NS, func(h *netlink.Handle) error {
+			err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 				lk, err := h.LinkByName(e.Iface)
 				if err != nil {
 					return err
@@ -178,9 +181,48 @@ func createTAPLink(l Link) (err error) {
 				return fmt.Errorf("link %q: node %q: mtu of %q: %w", l.ID, e.Node, e.Iface, err)
 			}
 		}
-		if err := setupEnd(e, l.Tag); err != nil {
+		if err := netem.SetupEnd(e, l.Tag); err != nil {
 			return fmt.Errorf("link %q: %w", l.ID, err)
 		}
 	}
 	return nil
+}
+
+// waitTAPsUp waits until both ends of every TAP link are operationally up.
+// The kernel hands a TAP's carrier to the bridge through linkwatch, which
+// may lag by up to a second: until then a bridge port drops what it gets,
+// and a client that starts at once loses its ARP requests.
+func waitTAPsUp(ctx context.Context, links []netem.Link) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, l := range links {
+		if l.Via != netem.ViaTAP {
+			continue
+		}
+		for _, e := range []netem.End{l.A, l.B} {
+			if err := waitOperUp(ctx, e); err != nil {
+				return fmt.Errorf("link %q: %s:%s did not come up: %w", l.ID, e.Node, e.Iface, err)
+			}
+		}
+	}
+	return nil
+}
+
+func waitOperUp(ctx context.Context, e netem.End) error {
+	return netem.WithHandle(e.NS, func(h *netlink.Handle) error {
+		for {
+			lk, err := h.LinkByName(e.Iface)
+			if err != nil {
+				return err
+			}
+			if lk.Attrs().OperState == netlink.OperUp {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("operational state %s: %w", lk.Attrs().OperState, ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
 }

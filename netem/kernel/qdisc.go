@@ -1,4 +1,4 @@
-package netem
+package kernel
 
 // The pure half of the kernel backend: a Spec becomes the TCA_OPTIONS of a
 // netem qdisc (struct tc_netem_qopt followed by netem's attributes, as
@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/topo"
 )
 
@@ -44,46 +45,9 @@ const (
 	distMax = 16384
 )
 
-// Queue-limit parameters; see QueueLimit.
-const (
-	limitFrameBytes   = 1514            // a full Ethernet frame at MTU 1500, as netem counts it
-	limitAssumedRate  = topo.Rate(10e9) // a veth has no line rate: assume 10 Gbit/s when none is set
-	limitFloor        = 1000            // without a rate, never below netem's own default
-	limitBurstPackets = 64
-	limitCeiling      = 1 << 20
-)
-
-// QueueLimit is the netem queue length, in packets, for one direction.
-// netem keeps every packet it holds back (delayed, or waiting for the rate)
-// in one queue and drops silently past its limit, whose default of 1000
-// packets is only 12 Mbit/s at 1 s of delay, or 240 Mbit/s at 50 ms. So:
-//
-//	bdp   = ceil(R × (delay + jitter) / (8 × 1514 B))   full frames in flight
-//	limit = 2 × bdp + 64                                 with a rate
-//	limit = max(1000, 2 × bdp + 64), R = 10 Gbit/s       without one
-//
-// capped at 2^20. With a rate, the queue is the bottleneck's buffer: one BDP
-// in the delay line plus one BDP of queue (the classic router rule of
-// thumb) plus 64 packets for bursts, so a TCP flow fills the link without
-// adding more than about one RTT of queueing delay. Without a rate a veth
-// has no line rate of its own: assume 10 Gbit/s so that delay alone never
-// drops. A Spec's explicit Limit wins.
-func QueueLimit(s Spec) uint32 {
-	if s.Limit > 0 {
-		return s.Limit
-	}
-	r, floor := s.Rate, 0.0
-	if r == 0 {
-		r, floor = limitAssumedRate, limitFloor
-	}
-	hold := (s.Delay.D() + s.Jitter.D()).Seconds()
-	bdp := math.Ceil(float64(r) * hold / (8 * limitFrameBytes))
-	limit := max(2*bdp+limitBurstPackets, floor)
-	if limit > limitCeiling {
-		return limitCeiling
-	}
-	return uint32(limit)
-}
+// QueueLimit is netem's limit for one direction: the rule both backends
+// share (netem.QueueLimit), as the u32 the qdisc takes.
+func QueueLimit(s netem.Spec) uint32 { return uint32(netem.QueueLimit(s)) }
 
 // probU32 is a percentage as netem's u32 probability (0 = never, ~0 = always).
 func probU32(p topo.Percent) uint32 {
@@ -98,15 +62,15 @@ func probPercent(u uint32) topo.Percent {
 
 // kernelCheck refuses what the kernel path cannot do, so that nothing is
 // ever silently ignored.
-func kernelCheck(s Spec) error {
+func kernelCheck(s netem.Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
 	if s.CorruptFixChecksum {
-		return fmt.Errorf("corrupt_fix_checksum: the kernel's netem corrupts after the checksum is computed and cannot fix it (use the userspace backend): %w", ErrUnsupported)
+		return fmt.Errorf("corrupt_fix_checksum: the kernel's netem corrupts after the checksum is computed and cannot fix it (use the userspace backend): %w", netem.ErrUnsupported)
 	}
 	if s.Jitter.D() > math.MaxInt32*time.Nanosecond { // netem draws jitter as an s32 of ns
-		return fmt.Errorf("jitter %s: netem takes at most %s: %w", s.Jitter, time.Duration(math.MaxInt32), ErrUnsupported)
+		return fmt.Errorf("jitter %s: netem takes at most %s: %w", s.Jitter, time.Duration(math.MaxInt32), netem.ErrUnsupported)
 	}
 	return nil
 }
@@ -152,7 +116,7 @@ func u64(v uint64) []byte {
 // (correlations, reorder, corrupt, rate) is always sent, zero or not,
 // because netem's change keeps the old value of an attribute it is not
 // given: that would leave a stale correlation behind on a live Set.
-func netemOptions(s Spec, table []int16) []byte {
+func netemOptions(s netem.Spec, table []int16) []byte {
 	ticks := func(d topo.Duration) uint32 { // PSCHED ticks are 64 ns
 		t := d.D().Nanoseconds() / 64
 		if t > math.MaxUint32 {
@@ -233,8 +197,8 @@ func parseAttrs(b []byte) (map[uint16][]byte, error) {
 // specFromOptions reads a netem qdisc's TCA_OPTIONS back into a Spec. The
 // kernel does not dump the jitter distribution table, so Distribution stays
 // empty; Limit is the limit in force (computed or explicit).
-func specFromOptions(b []byte) (Spec, error) {
-	var s Spec
+func specFromOptions(b []byte) (netem.Spec, error) {
+	var s netem.Spec
 	if len(b) < sizeofQopt {
 		return s, fmt.Errorf("netem options: %d bytes, want at least %d", len(b), sizeofQopt)
 	}
@@ -344,7 +308,7 @@ func distTable(name string) ([]int16, error) {
 		return t, nil
 	}
 	return nil, fmt.Errorf("distribution %q: %w in %s (install iproute2, or use uniform jitter): %w",
-		name, errNoTable, strings.Join(distDirs(), ", "), ErrUnsupported)
+		name, errNoTable, strings.Join(distDirs(), ", "), netem.ErrUnsupported)
 }
 
 // parseDist reads iproute2's table format: whitespace-separated integers,
@@ -386,4 +350,63 @@ func uniformTable() []int16 {
 		t[i] = int16(-distScale + (2*distScale*i+distScale)/n)
 	}
 	return t
+}
+
+// Statistics attributes of a qdisc dump (TCA_STATS2 and its nested
+// TCA_STATS_*, include/uapi/linux/gen_stats.h; TCA_STATS is the older
+// struct tc_stats, sent as well).
+const (
+	tcaStats       = 3
+	tcaStats2      = 7
+	tcaStatsBasic  = 1 // struct gnet_stats_basic: u64 bytes, u32 packets
+	tcaStatsQueue  = 3 // struct gnet_stats_queue: u32 qlen, backlog, drops, requeues, overlimits
+	tcaStatsPkt64  = 8 // u64 packets, when they do not fit in 32 bits
+	sizeofTcStats  = 36
+	sizeofGnetQ    = 20
+	sizeofGnetBase = 12
+)
+
+// qdiscStats are a qdisc's counters.
+type qdiscStats struct {
+	bytes, packets       uint64
+	qlen, backlog, drops uint32
+}
+
+// parseQdiscStats reads the counters from a qdisc's attributes: TCA_STATS2
+// where the kernel sends it, else the older TCA_STATS.
+func parseQdiscStats(attrs map[uint16][]byte) (qdiscStats, error) {
+	var s qdiscStats
+	u32 := func(b []byte, i int) uint32 { return binary.NativeEndian.Uint32(b[4*i:]) }
+	if b, ok := attrs[tcaStats2]; ok {
+		nested, err := parseAttrs(b)
+		if err != nil {
+			return s, fmt.Errorf("qdisc stats: %w", err)
+		}
+		if v := nested[tcaStatsBasic]; len(v) >= sizeofGnetBase {
+			s.bytes = binary.NativeEndian.Uint64(v)
+			s.packets = uint64(binary.NativeEndian.Uint32(v[8:]))
+		}
+		if v := nested[tcaStatsPkt64]; len(v) >= 8 {
+			s.packets = binary.NativeEndian.Uint64(v)
+		}
+		if v := nested[tcaStatsQueue]; len(v) >= sizeofGnetQ {
+			s.qlen, s.backlog, s.drops = u32(v, 0), u32(v, 1), u32(v, 2)
+		}
+		return s, nil
+	}
+	if v := attrs[tcaStats]; len(v) >= sizeofTcStats {
+		// struct tc_stats: u64 bytes, u32 packets, drops, overlimits, bps, pps, qlen, backlog
+		s.bytes = binary.NativeEndian.Uint64(v)
+		s.packets = uint64(u32(v[8:], 0))
+		s.drops = u32(v[8:], 1)
+		s.qlen, s.backlog = u32(v[8:], 5), u32(v[8:], 6)
+	}
+	return s, nil
+}
+
+// QdiscLimit is the limit Create and Set write into the qdisc for s, read
+// back from the options they send (for tests that compare the backends).
+func QdiscLimit(s netem.Spec) (int, error) {
+	got, err := specFromOptions(netemOptions(s, nil))
+	return int(got.Limit), err
 }

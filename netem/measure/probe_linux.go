@@ -1,4 +1,4 @@
-package netem
+package measure
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/netem"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +40,7 @@ var (
 // wait for ARP across the impaired link, and one lost ARP packet stalls
 // them for a second (the retransmit time) and overflows the unresolved
 // queue, which would read as loss the link does not have.
-func AttachProbeAddrs(l Link) (a, b Point, undo func() error, err error) {
+func AttachProbeAddrs(l netem.Link) (a, b Point, undo func() error, err error) {
 	var undos []func() error
 	undo = func() error {
 		var errs []error
@@ -51,7 +52,7 @@ func AttachProbeAddrs(l Link) (a, b Point, undo func() error, err error) {
 	fail := func(err error) (Point, Point, func() error, error) {
 		return Point{}, Point{}, nil, errors.Join(fmt.Errorf("link %q: %w", l.ID, err), undo())
 	}
-	ends := []End{l.A, l.B}
+	ends := []netem.End{l.A, l.B}
 	pfxs := []netip.Prefix{ProbeAddrA, ProbeAddrB}
 	var devs [2]probeDev
 	for i := range ends {
@@ -79,9 +80,9 @@ type probeDev struct {
 	mac  net.HardwareAddr
 }
 
-func addTempNeigh(e End, dev probeDev, ip netip.Addr, mac net.HardwareAddr) (func() error, error) {
+func addTempNeigh(e netem.End, dev probeDev, ip netip.Addr, mac net.HardwareAddr) (func() error, error) {
 	var n *netlink.Neigh
-	err := WithHandle(e.NS, func(h *netlink.Handle) error {
+	err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 		lk, err := h.LinkByName(dev.name)
 		if err != nil {
 			return err
@@ -94,7 +95,7 @@ func addTempNeigh(e End, dev probeDev, ip netip.Addr, mac net.HardwareAddr) (fun
 		return nil, fmt.Errorf("node %q: add neighbour %s on %q: %w", e.Node, ip, dev.name, err)
 	}
 	return func() error {
-		return WithHandle(e.NS, func(h *netlink.Handle) error {
+		return netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 			if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
 				return fmt.Errorf("node %q: remove neighbour %s from %q: %w", e.Node, ip, dev.name, err)
 			}
@@ -103,10 +104,10 @@ func addTempNeigh(e End, dev probeDev, ip netip.Addr, mac net.HardwareAddr) (fun
 	}, nil
 }
 
-func addTempAddr(e End, pfx netip.Prefix) (probeDev, func() error, error) {
+func addTempAddr(e netem.End, pfx netip.Prefix) (probeDev, func() error, error) {
 	var dev probeDev
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), 32)}}
-	err := WithHandle(e.NS, func(h *netlink.Handle) error {
+	err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 		lk, err := h.LinkByName(e.Iface)
 		if err != nil {
 			return err
@@ -123,7 +124,7 @@ func addTempAddr(e End, pfx netip.Prefix) (probeDev, func() error, error) {
 		return dev, nil, fmt.Errorf("node %q: add probe address %s on %q: %w", e.Node, pfx, e.Iface, err)
 	}
 	return dev, func() error {
-		return WithHandle(e.NS, func(h *netlink.Handle) error {
+		return netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 			lk, err := h.LinkByName(dev.name)
 			if err != nil {
 				return nil // gone with its namespace
@@ -136,8 +137,8 @@ func addTempAddr(e End, pfx netip.Prefix) (probeDev, func() error, error) {
 	}, nil
 }
 
-// listenUDP opens a UDP socket bound to p inside p's namespace.
-func listenUDP(p Point, noCheck bool) (*net.UDPConn, error) {
+// ListenUDP opens a UDP socket bound to p inside p's namespace.
+func ListenUDP(p Point, noCheck bool) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := nsdo.DoNamed(p.NS, func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -172,12 +173,12 @@ func listenUDP(p Point, noCheck bool) (*net.UDPConn, error) {
 // Count×Interval + 2×Drain (at most 3×Count×Interval + 8×Drain + 5 s).
 func Probe(ctx context.Context, a, b Point, o ProbeOptions) (ProbeResult, error) {
 	o = o.withDefaults()
-	ca, err := listenUDP(a, o.NoChecksum)
+	ca, err := ListenUDP(a, o.NoChecksum)
 	if err != nil {
 		return ProbeResult{}, err
 	}
 	defer ca.Close()
-	cb, err := listenUDP(b, o.NoChecksum)
+	cb, err := ListenUDP(b, o.NoChecksum)
 	if err != nil {
 		return ProbeResult{}, err
 	}

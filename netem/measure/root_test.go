@@ -1,13 +1,13 @@
-package netem
+package measure
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
 
-	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/internal/testnet"
+	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/netem/kernel"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -16,20 +16,10 @@ import (
 
 // cleanLink makes two throwaway namespaces joined by a clean veth link,
 // removed in t.Cleanup.
-func cleanLink(t *testing.T) Link {
+func cleanLink(t *testing.T) netem.Link {
 	t.Helper()
-	needRoot(t)
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := Link{Lab: "t" + id, ID: "a-b", Tag: "labctl-test-" + id,
-		A: End{Node: "a", NS: "labctl-t-" + id + "-a", Iface: "a-eth0"},
-		B: End{Node: "b", NS: "labctl-t-" + id + "-b", Iface: "b-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		require.NoError(t, nsdo.NewNamed(ns))
-		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
-	}
-	require.NoError(t, NewKernel().Create(context.Background(), &l))
+	l := testnet.Link(t, "t", netem.Spec{}, netem.Spec{})
+	require.NoError(t, kernel.New().Create(context.Background(), &l))
 	return l
 }
 
@@ -41,8 +31,8 @@ func TestMeasureCleanLink(t *testing.T) {
 	require.NoError(t, err)
 	defer func() {
 		assert.NoError(t, undo())
-		for _, e := range []End{l.A, l.B} { // nothing of the probe is left
-			require.NoError(t, WithHandle(e.NS, func(h *netlink.Handle) error {
+		for _, e := range []netem.End{l.A, l.B} { // nothing of the probe is left
+			require.NoError(t, netem.WithHandle(e.NS, func(h *netlink.Handle) error {
 				lk, err := h.LinkByName(e.Iface)
 				require.NoError(t, err)
 				addrs, err := h.AddrList(lk, unix.AF_INET)
@@ -73,7 +63,7 @@ func TestMeasureCleanLink(t *testing.T) {
 	t.Logf("goodput %.1f Mbit/s", g.BitsPerS/1e6)
 	assert.Greater(t, g.BitsPerS, 10e6)
 
-	for _, c := range Judge(l, r, map[Dir]*GoodputResult{AtoB: &g}, o) {
+	for _, c := range Judge(l, r, map[netem.Dir]*GoodputResult{netem.AtoB: &g}, o) {
 		t.Log(c)
 		assert.NotEqual(t, Fail, c.Verdict, c.String())
 	}

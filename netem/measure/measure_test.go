@@ -1,9 +1,10 @@
-package netem
+package measure
 
 import (
 	"testing"
 	"time"
 
+	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/topo"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,33 +60,33 @@ func TestProbeWire(t *testing.T) {
 }
 
 func TestPredictions(t *testing.T) {
-	pred, tol := PredictOneWay(Spec{Delay: dms(50)}, 64)
+	pred, tol := PredictOneWay(netem.Spec{Delay: dms(50)}, 64)
 	assert.Equal(t, 50*time.Millisecond, pred)
 	assert.Equal(t, 4500*time.Microsecond, tol) // 2ms + 5% of 50ms
 	// 64 B payload = 106 B frame = 848 bits at 1 Mbit/s = 848 µs
-	pred, _ = PredictOneWay(Spec{Delay: dms(10), Rate: 1_000_000}, 64)
+	pred, _ = PredictOneWay(netem.Spec{Delay: dms(10), Rate: 1_000_000}, 64)
 	assert.Equal(t, 10*time.Millisecond+848*time.Microsecond, pred)
 
-	assert.InDelta(t, 0.10, PredictLoss(Spec{Loss: 10}), 1e-9)
-	assert.InDelta(t, 1-0.9*0.9, PredictLoss(Spec{Loss: 10, Corrupt: 10}), 1e-9)
-	assert.InDelta(t, 5.0/55, PredictLoss(Spec{LossGE: &topo.GilbertElliott{P: 5, R: 50}}), 1e-9)
+	assert.InDelta(t, 0.10, PredictLoss(netem.Spec{Loss: 10}), 1e-9)
+	assert.InDelta(t, 1-0.9*0.9, PredictLoss(netem.Spec{Loss: 10, Corrupt: 10}), 1e-9)
+	assert.InDelta(t, 5.0/55, PredictLoss(netem.Spec{LossGE: &topo.GilbertElliott{P: 5, R: 50}}), 1e-9)
 
-	assert.InDelta(t, 0.25, PredictReorder(Spec{Delay: dms(10), Reorder: 25}), 1e-9)
-	assert.InDelta(t, 0.125, PredictReorder(Spec{Delay: dms(10), Reorder: 25, Gap: 5}), 1e-9)
-	assert.Zero(t, PredictReorder(Spec{}))
+	assert.InDelta(t, 0.25, PredictReorder(netem.Spec{Delay: dms(10), Reorder: 25}), 1e-9)
+	assert.InDelta(t, 0.125, PredictReorder(netem.Spec{Delay: dms(10), Reorder: 25, Gap: 5}), 1e-9)
+	assert.Zero(t, PredictReorder(netem.Spec{}))
 
-	assert.InDelta(t, 10e6*1448/1514, PredictGoodput(Spec{Rate: 10_000_000}, 0), 1)
+	assert.InDelta(t, 10e6*1448/1514, PredictGoodput(netem.Spec{Rate: 10_000_000}, 0), 1)
 }
 
 func TestJudge(t *testing.T) {
-	l := Link{ID: "h1-s1", AtoB: Spec{Delay: dms(50), Loss: 10}, BtoA: Spec{Rate: 10_000_000}}
+	l := netem.Link{ID: "h1-s1", AtoB: netem.Spec{Delay: dms(50), Loss: 10}, BtoA: netem.Spec{Rate: 10_000_000}}
 	good := ProbeResult{
 		AtoB: DirResult{Sent: 1000, Received: 905, OneWay: Summary{N: 905, Median: 50500 * time.Microsecond}},
 		BtoA: DirResult{Sent: 905, Received: 905, OneWay: Summary{N: 905, Median: 100 * time.Microsecond}},
 		RTT:  Summary{N: 905, Median: 50700 * time.Microsecond},
 	}
 	g := &GoodputResult{BitsPerS: 9.4e6}
-	checks := Judge(l, good, map[Dir]*GoodputResult{BtoA: g}, ProbeOptions{})
+	checks := Judge(l, good, map[netem.Dir]*GoodputResult{netem.BtoA: g}, ProbeOptions{})
 	byKey := map[string]Check{}
 	for _, c := range checks {
 		byKey[c.Dir+" "+c.Param] = c
@@ -107,14 +108,16 @@ func TestJudge(t *testing.T) {
 }
 
 func TestPlanProbes(t *testing.T) {
-	o := PlanProbes(Link{AtoB: Spec{Delay: dms(50)}}, 1000, 4*time.Second)
+	o := PlanProbes(netem.Link{AtoB: netem.Spec{Delay: dms(50)}}, 1000, 4*time.Second)
 	assert.Equal(t, 1000, o.Count)
 	assert.Equal(t, 2*time.Millisecond, o.Interval)
 	assert.Equal(t, 350*time.Millisecond, o.Drain)
 
 	// 64 kbit/s: a 106-byte probe every 132.5 ms keeps to a tenth of the rate;
 	// 4 s then allows only 30 probes, raised to the floor of 50.
-	o = PlanProbes(Link{BtoA: Spec{Rate: 64_000}}, 1000, 4*time.Second)
+	o = PlanProbes(netem.Link{BtoA: netem.Spec{Rate: 64_000}}, 1000, 4*time.Second)
 	assert.Equal(t, 132500*time.Microsecond, o.Interval)
 	assert.Equal(t, 50, o.Count)
 }
+
+func dms(v int) topo.Duration { return topo.Duration(time.Duration(v) * time.Millisecond) }

@@ -1,23 +1,26 @@
-package netem
+package engine
 
 import (
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/labctl/labctl/netem"
 )
 
 // faultState is a pending packet fault and the matching packets seen so far.
 type faultState struct {
-	f    Fault
+	f    netem.Fault
 	seen int
 }
 
 // addFault arms a fault on a link: packet faults wait for their Nth match;
 // down faults are timed.
-func (e *Engine) addFault(el *engLink, f Fault) error {
+func (e *Engine) addFault(el *engLink, f netem.Fault) error {
 	if err := f.Validate(el.l.ID, el.l.A.Node, el.l.B.Node); err != nil {
 		return err
 	}
-	if f.Action != FaultDown {
+	if f.Action != netem.FaultDown {
 		el.mu.Lock()
 		el.faults = append(el.faults, &faultState{f: f})
 		el.mu.Unlock()
@@ -49,7 +52,7 @@ func (e *Engine) addFault(el *engLink, f Fault) error {
 
 // applyFaults counts the n wire packets of a frame against the pending
 // faults and marks the fates of those a fault fires on.
-func (el *engLink) applyFaults(e *Engine, d Dir, p []byte, n int, fates []fate) {
+func (el *engLink) applyFaults(e *Engine, d netem.Dir, p []byte, n int, fates []fate) {
 	el.mu.Lock()
 	defer el.mu.Unlock()
 	if len(el.faults) == 0 {
@@ -69,14 +72,14 @@ func (el *engLink) applyFaults(e *Engine, d Dir, p []byte, n int, fates []fate) 
 		}
 		f := &fates[fs.f.Nth-fs.seen-1]
 		switch fs.f.Action {
-		case FaultDrop:
+		case netem.FaultDrop:
 			f.drop, f.dup, f.corrupt = true, false, false
-		case FaultDuplicate:
+		case netem.FaultDuplicate:
 			f.dup, f.drop = true, false
-		case FaultDelay:
+		case netem.FaultDelay:
 			f.delay += int64(fs.f.Delay)
 			f.now = false
-		case FaultCorrupt:
+		case netem.FaultCorrupt:
 			f.corrupt, f.fix, f.corruptByte = true, true, fs.f.Byte
 		}
 		el.busy.Add(-1)
@@ -113,4 +116,38 @@ func (el *engLink) clearFaults() {
 	el.timers = nil
 	el.mu.Unlock()
 	el.setDown(false)
+}
+
+// matches reports whether a packet matches, given the direction it travels.
+func faultMatches(m netem.FaultMatch, l *netem.Link, d netem.Dir, pi pktInfo, frameLen int) bool {
+	if m.From != "" {
+		from := l.A.Node
+		if d == netem.BtoA {
+			from = l.B.Node
+		}
+		if m.From != from {
+			return false
+		}
+	}
+	switch strings.ToLower(m.Proto) {
+	case "tcp":
+		if pi.proto != 6 {
+			return false
+		}
+	case "udp":
+		if pi.proto != 17 {
+			return false
+		}
+	case "icmp":
+		if pi.nh == 0 || (pi.proto != 1 && pi.proto != 58) {
+			return false
+		}
+	}
+	if m.Port != 0 && pi.sport != m.Port && pi.dport != m.Port {
+		return false
+	}
+	if m.Data && (pi.payload == 0 || pi.payload >= min(pi.end, frameLen)) {
+		return false
+	}
+	return true
 }

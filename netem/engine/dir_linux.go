@@ -1,15 +1,14 @@
-package netem
+package engine
 
 import (
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/labctl/labctl/netem"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,15 +18,14 @@ import (
 // packet that was also duplicated leaves one copy), corrupt (the original;
 // the duplicate stays clean), then the delay (with jitter), or none if
 // reorder picks the packet to be sent at once. Then the rate: packets are
-// serialised one after the other at Rate through a FIFO of Limit packets
-// (tail drop), and then delayed: due = end of serialisation + delay.
+// serialised one after the other at Rate, and then delayed: due = end of
+// serialisation + delay.
 //
-// Limit, when the Spec leaves it zero: with a Rate, max(1000, 2 x the
-// bandwidth-delay product rate x (delay + jitter) in 1500-byte packets), so
-// the queue never silently caps a window the link can carry; without a
-// Rate, no packet limit. Every direction holds at most maxQueueBytes of
-// packets in flight in the engine; beyond that it drops, counted as queue
-// drops.
+// The limit counts, as netem's does, every packet the direction holds (in
+// the delay line or waiting for the rate); a packet that would pass it is
+// dropped (tail drop, counted as a queue drop). It is netem.QueueLimit,
+// the rule both backends share. Every direction also holds at most
+// maxQueueBytes of packets; beyond that it drops, counted the same way.
 
 const (
 	bigBuf        = vnetHdrLen + 65536 + 64
@@ -63,7 +61,7 @@ func putBuf(b *[]byte) {
 // dirConfig is a Spec turned into what the hot path needs; it is replaced
 // whole (atomically) by Set.
 type dirConfig struct {
-	spec      Spec
+	spec      netem.Spec
 	clean     bool
 	delay     int64
 	jitter    time.Duration
@@ -77,26 +75,13 @@ type dirConfig struct {
 	fix                                                bool
 }
 
-// DefaultLimit is the queue length the engine uses when a Spec leaves
-// Limit zero (see the direction's doc); 0 means no packet limit.
-func DefaultLimit(s Spec) int {
-	if s.Limit > 0 {
-		return int(s.Limit)
-	}
-	if s.Rate == 0 {
-		return 0
-	}
-	bdp := float64(s.Rate) / 8 * (s.Delay.D() + s.Jitter.D()).Seconds() / 1500
-	return max(1000, int(math.Ceil(2*bdp)))
-}
-
-func newDirConfig(s Spec) (*dirConfig, error) {
+func newDirConfig(s netem.Spec) (*dirConfig, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	c := &dirConfig{
 		spec: s, clean: s.IsZero(),
-		delay: int64(s.Delay), jitter: s.Jitter.D(), limit: DefaultLimit(s),
+		delay: int64(s.Delay), jitter: s.Jitter.D(), limit: netem.QueueLimit(s),
 		loss: s.Loss.Fraction(), lossCorr: s.LossCorrelation.Fraction(),
 		dup: s.Duplicate.Fraction(), dupCorr: s.DuplicateCorrelation.Fraction(),
 		corrupt: s.Corrupt.Fraction(), corruptCorr: s.CorruptCorrelation.Fraction(),
@@ -121,42 +106,32 @@ func newDirConfig(s Spec) (*dirConfig, error) {
 // fate is what happens to one wire packet.
 type fate struct {
 	drop, dup, corrupt, fix bool
-	now                     bool  // reordered: sent without the delay
-	corruptByte             int   // payload offset for a scripted corruption, -1 for a random bit
-	delay                   int64 // ns
+	now                     bool   // reordered: sent without the delay
+	corruptByte             int    // payload offset for a scripted corruption, -1 for a random bit
+	bit                     uint64 // which bit a random corruption flips (modulo the bits there are)
+	delay                   int64  // ns
 }
 
 func (f fate) plain() bool { return !f.drop && !f.dup && !f.corrupt }
 
-// txEntry is a packet in the rate queue: when its serialisation ends.
-type txEntry struct {
-	end  int64
-	segs int
-}
-
 type direction struct {
 	e        *Engine
 	ln       *engLink
-	d        Dir
+	d        netem.Dir
 	src, dst int
 	cfg      atomic.Pointer[dirConfig]
 	q        delayQueue
 	st       dirStats
 
 	// Owned by the reader goroutine.
-	rs                           [nStreams]*rand.Rand
-	lossC, dupC, corC, reoC, jtC corrRand
-	ge                           geState
-	reorderCount                 uint32
-	txFree                       int64
-	tx                           []txEntry
-	txQueued                     int
-	fates                        []fate
-	rbuf                         *[]byte
+	flows  *flowTable
+	txFree int64 // when the rate's serialisation of what was taken ends
+	fates  []fate
+	rbuf   *[]byte
 }
 
-func newDirection(e *Engine, el *engLink, d Dir, src, dst int) (*direction, error) {
-	dr := &direction{e: e, ln: el, d: d, src: src, dst: dst, rs: newStreams(e.cfg.Seed, el.l.ID, d)}
+func newDirection(e *Engine, el *engLink, d netem.Dir, src, dst int) (*direction, error) {
+	dr := &direction{e: e, ln: el, d: d, src: src, dst: dst, flows: newFlowTable(e.cfg.Seed, el.l.ID, d)}
 	var err error
 	if dr.q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -164,7 +139,7 @@ func newDirection(e *Engine, el *engLink, d Dir, src, dst int) (*direction, erro
 	return dr, nil
 }
 
-func (d *direction) set(s Spec) error {
+func (d *direction) set(s netem.Spec) error {
 	c, err := newDirConfig(s)
 	if err != nil {
 		return err
@@ -202,9 +177,10 @@ func (d *direction) readLoop() {
 		}
 		c := d.cfg.Load()
 		if c.clean && d.ln.busy.Load() == 0 && d.q.n.Load() == 0 {
-			segs, _ := segments(parseVnet(buf), buf[vnetHdrLen:n])
+			segs, hdrs := segments(parseVnet(buf), buf[vnetHdrLen:n])
 			d.st.frames.Add(1)
 			d.st.packets.Add(uint64(segs))
+			d.st.bytes.Add(uint64(n - vnetHdrLen + (segs-1)*hdrs))
 			d.write(buf[:n], segs)
 			continue
 		}
@@ -220,14 +196,16 @@ func (d *direction) handle(frame []byte, c *dirConfig) {
 	n, hdrs := segments(h, p)
 	d.st.frames.Add(1)
 	d.st.packets.Add(uint64(n))
+	d.st.bytes.Add(uint64(len(p) + (n-1)*hdrs))
 	d.ln.capture(pointSent, d.d, p)
 	if d.ln.down.Load() {
 		d.st.downDrops.Add(uint64(n))
 		return
 	}
 	d.fates = d.fates[:0]
+	fl := d.flows.get(p)
 	for range n {
-		d.fates = append(d.fates, d.decide(c))
+		d.fates = append(d.fates, decide(c, fl))
 	}
 	if d.ln.busy.Load() > 0 {
 		d.ln.applyFaults(d.e, d.d, p, n, d.fates)
@@ -288,7 +266,7 @@ func (d *direction) odd(frame []byte, h vnetHdr, hdrs, i, n int, f fate, now int
 	b, l := seg()
 	if f.corrupt {
 		d.st.corrupted.Add(1)
-		corrupt((*b)[:l], f, d.rs[streamCorrupt])
+		corrupt((*b)[:l], f)
 	}
 	d.emit(b, l, 1, hdrs, f.delay, now, c)
 }
@@ -300,7 +278,7 @@ func (d *direction) odd(frame []byte, h vnetHdr, hdrs, i, n int, f fate, now int
 // it (a packet with no payload is corrupted as without fix). A scripted
 // corruption flips all bits of payload byte K (modulo the payload length)
 // and fixes the checksums.
-func corrupt(frame []byte, f fate, r *rand.Rand) {
+func corrupt(frame []byte, f fate) {
 	finishChecksum(frame)
 	q := frame[vnetHdrLen:]
 	pi := parsePkt(q)
@@ -310,53 +288,53 @@ func corrupt(frame []byte, f fate, r *rand.Rand) {
 		q[pi.payload+f.corruptByte%(pi.end-pi.payload)] ^= 0xff
 		fixChecksums(q)
 	case f.fix && hasPay:
-		bit := r.IntN((pi.end - pi.payload) * 8)
+		bit := int(f.bit % uint64((pi.end-pi.payload)*8))
 		q[pi.payload+bit/8] ^= 1 << (bit % 8)
 		fixChecksums(q)
 	default:
-		bit := r.IntN(len(q) * 8)
+		bit := int(f.bit % uint64(len(q)*8))
 		q[bit/8] ^= 1 << (bit % 8)
 	}
 }
 
-// decide draws one wire packet's fate from the direction's PRNG streams.
-func (d *direction) decide(c *dirConfig) fate {
+// decide draws the fate of the flow's next wire packet (see fate.go).
+func decide(c *dirConfig, fl *flow) fate {
 	f := fate{corruptByte: -1, delay: c.delay}
-	if c.dup > 0 && d.dupC.next(d.rs[streamDup], c.dupCorr) < c.dup {
+	if c.dup > 0 && fl.dupC.next(fl.draw(streamDup, 0), c.dupCorr) < c.dup {
 		f.dup = true
 	}
 	if c.ge != nil {
-		f.drop = d.ge.lose(d.rs[streamLoss], c.ge)
+		f.drop = fl.ge.lose(fl.draw(streamLoss, 0), fl.draw(streamLoss, 1), c.ge)
 	} else if c.loss > 0 {
-		f.drop = d.lossC.next(d.rs[streamLoss], c.lossCorr) < c.loss
+		f.drop = fl.lossC.next(fl.draw(streamLoss, 0), c.lossCorr) < c.loss
 	}
-	if c.corrupt > 0 && d.corC.next(d.rs[streamCorrupt], c.corruptCorr) < c.corrupt {
-		f.corrupt, f.fix = true, c.fix
+	if c.corrupt > 0 && fl.corC.next(fl.draw(streamCorrupt, 0), c.corruptCorr) < c.corrupt {
+		f.corrupt, f.fix, f.bit = true, c.fix, fl.bits(streamCorrupt, 1)
 	}
 	if c.jitter > 0 {
-		r := d.rs[streamJitter]
-		u := d.jtC.next(r, c.delayCorr)
+		u := fl.jtC.next(fl.draw(streamJitter, 0), c.delayCorr)
 		u2 := 0.5
 		if c.spec.Distribution == "paretonormal" {
-			u2 = r.Float64()
+			u2 = fl.draw(streamJitter, 1)
 		}
 		f.delay = max(0, f.delay+int64(jitterOffset(c.spec.Distribution, u, u2, c.jitter)))
 	}
 	if c.gap > 0 {
-		if d.reorderCount < c.gap-1 || d.reoC.next(d.rs[streamReorder], c.reorderCorr) >= c.reorder {
-			d.reorderCount++
+		if fl.reorderCount < c.gap-1 || fl.reoC.next(fl.draw(streamReorder, 0), c.reorderCorr) >= c.reorder {
+			fl.reorderCount++
 		} else {
-			d.reorderCount = 0
+			fl.reorderCount = 0
 			f.now, f.delay = true, 0
 		}
 	}
+	fl.n++
 	return f
 }
 
 // emitFrame sends the read frame whole; it is copied (or its buffer handed
 // over) only if it has to wait.
 func (d *direction) emitFrame(frame []byte, segs, hdrs int, delay, now int64, c *dirConfig) {
-	if delay <= 0 && c.nsPerByte == 0 && c.limit == 0 && d.q.n.Load() == 0 {
+	if delay <= 0 && c.nsPerByte == 0 && d.q.n.Load() == 0 {
 		d.write(frame, segs)
 		return
 	}
@@ -373,31 +351,30 @@ func (d *direction) emitFrame(frame []byte, segs, hdrs int, delay, now int64, c 
 // emit passes a packet (owned buffer) through the rate queue and the delay
 // line.
 func (d *direction) emit(b *[]byte, n, segs, hdrs int, delay, now int64, c *dirConfig) {
-	due := now + delay
-	if c.nsPerByte > 0 {
-		for len(d.tx) > 0 && d.tx[0].end <= now {
-			d.txQueued -= d.tx[0].segs
-			d.tx = d.tx[1:]
-		}
-		if c.limit > 0 && d.txQueued+segs > c.limit {
+	if room := c.limit - int(d.q.segs.Load()); segs > room {
+		if room <= 0 || hdrs == 0 {
 			d.st.queueDrops.Add(uint64(segs))
 			putBuf(b)
 			return
 		}
-		wire := n - vnetHdrLen + (segs-1)*hdrs
-		d.txFree = max(now, d.txFree) + int64(float64(wire)*c.nsPerByte)
-		d.tx = append(d.tx, txEntry{end: d.txFree, segs: segs})
-		d.txQueued += segs
-		due = d.txFree + delay
-	} else if c.limit > 0 && int(d.q.n.Load()) >= c.limit {
-		d.st.queueDrops.Add(uint64(segs))
+		// A super-frame that does not fit whole: keep its first packets, as
+		// a queue of single packets would, and drop the tail.
+		nb := getBuf(bigBuf)
+		out := buildRun(*nb, parseVnet(*b), (*b)[vnetHdrLen:n], hdrs, 0, room, segs)
 		putBuf(b)
-		return
+		d.st.queueDrops.Add(uint64(segs - room))
+		b, n, segs = nb, len(out), room
 	}
 	if d.q.bytes.Load()+int64(n) > maxQueueBytes {
 		d.st.queueDrops.Add(uint64(segs))
 		putBuf(b)
 		return
+	}
+	due := now + delay
+	if c.nsPerByte > 0 {
+		wire := n - vnetHdrLen + (segs-1)*hdrs
+		d.txFree = max(now, d.txFree) + int64(float64(wire)*c.nsPerByte)
+		due = d.txFree + delay
 	}
 	if due <= now && d.q.n.Load() == 0 {
 		d.write((*b)[:n], segs)
@@ -503,6 +480,7 @@ type delayQueue struct {
 	sleeping bool
 	wakeAt   int64 // -1: sleeping until a push
 	n        atomic.Int32
+	segs     atomic.Int64 // wire packets held, what the limit counts
 	bytes    atomic.Int64
 	efd      int
 }
@@ -528,6 +506,7 @@ func (q *delayQueue) push(u unit) {
 		i = p
 	}
 	q.n.Add(1)
+	q.segs.Add(int64(u.segs))
 	q.bytes.Add(int64(u.n))
 	wake := q.sleeping && (q.wakeAt < 0 || u.due < q.wakeAt)
 	if wake {
@@ -562,6 +541,7 @@ func (q *delayQueue) pop() unit {
 		i = m
 	}
 	q.n.Add(-1)
+	q.segs.Add(-int64(u.segs))
 	q.bytes.Add(-int64(u.n))
 	return u
 }

@@ -1,4 +1,4 @@
-package netem
+package kernel
 
 import (
 	"context"
@@ -10,16 +10,11 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/internal/testnet"
+	"github.com/labctl/labctl/netem"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-}
 
 func probeLeftovers(t *testing.T) []string {
 	t.Helper()
@@ -38,7 +33,7 @@ func probeLeftovers(t *testing.T) []string {
 }
 
 func TestKernelAvailableReportsAndCleans(t *testing.T) {
-	needRoot(t)
+	testnet.NeedRoot(t)
 	// A probe namespace of a dead process (PID 0 never names a live one
 	// under /proc) is reaped.
 	dead := probePrefix + "0-deadbeef"
@@ -46,12 +41,12 @@ func TestKernelAvailableReportsAndCleans(t *testing.T) {
 	t.Cleanup(func() { _ = nsdo.DeleteNamed(dead) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := KernelAvailable(ctx)
+	err := Available(ctx)
 	if err == nil {
 		t.Log("this kernel has sch_netem")
 	} else {
-		t.Logf("KernelAvailable: %v", err)
-		if errors.Is(err, ErrUnsupported) {
+		t.Logf("Available: %v", err)
+		if errors.Is(err, netem.ErrUnsupported) {
 			assert.Contains(t, err.Error(), "sch_netem")
 		}
 	}

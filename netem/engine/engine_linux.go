@@ -1,4 +1,4 @@
-package netem
+package engine
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labctl/labctl/netem"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,32 +22,21 @@ import (
 // TAP at once or hands it to the direction's writer, a goroutine on a locked
 // OS thread with 1 ns timer slack that writes each packet when it is due.
 
-// EngineRoot holds one folder per lab, where the engine's control socket
-// lives. It must equal nodes.StateRoot (the lab's state folder).
-var EngineRoot = "/run/labctl"
-
-// EngineSocket is the path of a lab's engine control socket.
-func EngineSocket(lab string) string { return filepath.Join(EngineRoot, lab, "engine.sock") }
-
-// EngineArgs is the argument list (after the labctl binary) that runs a
-// lab's engine: `labctl engine LAB`.
-func EngineArgs(lab string) []string { return []string{"engine", lab} }
-
-// EngineConfig says what an engine serves.
-type EngineConfig struct {
+// Config says what an engine serves.
+type Config struct {
 	Lab  string
 	Seed int64
 	// Links of the lab; those with Via == "tap" are served, with their
 	// AtoB/BtoA impairments and Faults.
-	Links []Link
-	// Socket is the control socket's path; "" means EngineSocket(Lab).
+	Links []netem.Link
+	// Socket is the control socket's path (see Socket).
 	Socket string
 	Logger *slog.Logger
 }
 
 // Engine serves a lab's TAP links.
 type Engine struct {
-	cfg    EngineConfig
+	cfg    Config
 	log    *slog.Logger
 	links  map[string]*engLink
 	order  []*engLink
@@ -63,11 +53,11 @@ var epoch = time.Now()
 
 func nowNs() int64 { return int64(time.Since(epoch)) }
 
-// NewEngine opens the TAP ends of the lab's TAP links. It serves nothing
+// New opens the TAP ends of the lab's TAP links. It serves nothing
 // until Serve.
-func NewEngine(cfg EngineConfig) (e *Engine, err error) {
+func New(cfg Config) (e *Engine, err error) {
 	if cfg.Socket == "" {
-		cfg.Socket = EngineSocket(cfg.Lab)
+		return nil, fmt.Errorf("lab %q: engine: no control socket path", cfg.Lab)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -83,7 +73,7 @@ func NewEngine(cfg EngineConfig) (e *Engine, err error) {
 		}
 	}()
 	for _, l := range cfg.Links {
-		if l.Via != ViaTAP {
+		if l.Via != netem.ViaTAP {
 			continue
 		}
 		el, err := e.openLink(l)
@@ -96,7 +86,7 @@ func NewEngine(cfg EngineConfig) (e *Engine, err error) {
 	return e, nil
 }
 
-func (e *Engine) openLink(l Link) (*engLink, error) {
+func (e *Engine) openLink(l netem.Link) (*engLink, error) {
 	el := &engLink{l: l, fdA: -1, fdB: -1}
 	var err error
 	if el.fdA, err = attachTAP(l.A, l.Tag); err != nil {
@@ -106,9 +96,9 @@ func (e *Engine) openLink(l Link) (*engLink, error) {
 		unix.Close(el.fdA)
 		return nil, fmt.Errorf("link %q: %w", l.ID, err)
 	}
-	for _, d := range []Dir{AtoB, BtoA} {
+	for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
 		src, dst := el.fdA, el.fdB
-		if d == BtoA {
+		if d == netem.BtoA {
 			src, dst = dst, src
 		}
 		dr, err := newDirection(e, el, d, src, dst)
@@ -226,7 +216,7 @@ func (e *Engine) link(id string) (*engLink, error) {
 var ErrNotEngineLink = errors.New("not served by the userspace engine")
 
 // Set replaces the impairment of one direction of a link.
-func (e *Engine) Set(link string, d Dir, s Spec) error {
+func (e *Engine) Set(link string, d netem.Dir, s netem.Spec) error {
 	el, err := e.link(link)
 	if err != nil {
 		return err
@@ -239,17 +229,17 @@ func (e *Engine) Set(link string, d Dir, s Spec) error {
 }
 
 // Show returns the impairments in force.
-func (e *Engine) Show(link string) (atob, btoa Spec, err error) {
+func (e *Engine) Show(link string) (atob, btoa netem.Spec, err error) {
 	el, err := e.link(link)
 	if err != nil {
-		return Spec{}, Spec{}, err
+		return netem.Spec{}, netem.Spec{}, err
 	}
-	return el.dirs[AtoB].cfg.Load().spec, el.dirs[BtoA].cfg.Load().spec, nil
+	return el.dirs[netem.AtoB].cfg.Load().spec, el.dirs[netem.BtoA].cfg.Load().spec, nil
 }
 
 // engLink is one served link.
 type engLink struct {
-	l        Link
+	l        netem.Link
 	fdA, fdB int
 	dirs     [2]*direction
 

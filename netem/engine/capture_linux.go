@@ -1,4 +1,4 @@
-package netem
+package engine
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/labctl/labctl/netem"
 )
 
 // Capture points: "sent" is every frame as the sending end put it on the
@@ -38,13 +39,13 @@ type capSink struct {
 
 type capPkt struct {
 	ts   time.Time
-	dir  Dir
+	dir  netem.Dir
 	data []byte
 }
 
 // capture copies a frame to the link's sinks at that point. It never
 // blocks the link: a full sink drops (and counts) the frame.
-func (el *engLink) capture(point string, d Dir, p []byte) {
+func (el *engLink) capture(point string, d netem.Dir, p []byte) {
 	cs := el.caps.Load()
 	if cs == nil {
 		return
@@ -106,7 +107,7 @@ func (e *Engine) Capture(ctx context.Context, link, point string, w io.Writer) (
 		return st, fmt.Errorf("capture point %q: want sent or delivered", point)
 	}
 	l := el.l
-	intf := func(d Dir, from, to End) pcapgo.NgInterface {
+	intf := func(d netem.Dir, from, to netem.End) pcapgo.NgInterface {
 		return pcapgo.NgInterface{
 			Name:                fmt.Sprintf("%s %s", l.ID, d),
 			Description:         fmt.Sprintf("link %s, %s:%s to %s:%s, %s", l.ID, from.Node, from.Iface, to.Node, to.Iface, point),
@@ -120,13 +121,13 @@ func (e *Engine) Capture(ctx context.Context, link, point string, w io.Writer) (
 	s := &capSink{point: point, ch: make(chan capPkt, 8192)}
 	el.addSink(s)
 	defer el.removeSink(s)
-	ngw, err := pcapgo.NewNgWriterInterface(w, intf(AtoB, l.A, l.B), pcapgo.NgWriterOptions{
+	ngw, err := pcapgo.NewNgWriterInterface(w, intf(netem.AtoB, l.A, l.B), pcapgo.NgWriterOptions{
 		SectionInfo: pcapgo.NgSectionInfo{Application: "labctl", Comment: fmt.Sprintf("lab %s, link %s, %s frames", e.cfg.Lab, l.ID, point)},
 	})
 	if err != nil {
 		return st, fmt.Errorf("link %q: capture: %w", link, err)
 	}
-	if _, err := ngw.AddInterface(intf(BtoA, l.B, l.A)); err != nil {
+	if _, err := ngw.AddInterface(intf(netem.BtoA, l.B, l.A)); err != nil {
 		return st, fmt.Errorf("link %q: capture: %w", link, err)
 	}
 	if err := ngw.Flush(); err != nil {

@@ -1,4 +1,4 @@
-package netem
+package kernel
 
 // Offloads through the SIOCETHTOOL ioctl. The socket that carries the ioctl
 // is opened inside the interface's namespace (through nsdo, the one setns
@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/netem"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,7 +82,7 @@ func nsSocket(ns string) (int, error) {
 
 // OffloadsOff turns TSO, GSO and GRO off on one end of a link, so that a
 // netem drop, delay slot or rate token is one wire-sized packet.
-func OffloadsOff(e End) error {
+func OffloadsOff(e netem.End) error {
 	fd, err := nsSocket(e.NS)
 	if err != nil {
 		return err
@@ -96,7 +97,7 @@ func OffloadsOff(e End) error {
 }
 
 // Offloads reports the TSO, GSO and GRO state of one end ("tso": true = on).
-func Offloads(e End) (map[string]bool, error) {
+func Offloads(e netem.End) (map[string]bool, error) {
 	fd, err := nsSocket(e.NS)
 	if err != nil {
 		return nil, err

@@ -1,10 +1,11 @@
-package netem
+package engine
 
 import (
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/labctl/labctl/netem"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -83,7 +84,7 @@ func TestCorruptFixKeepsChecksumsValid(t *testing.T) {
 	vnetHdr{flags: vnetNeedsCsum, csumStart: 34, csumOffset: 16}.put(f)
 	orig := append([]byte(nil), f...)
 	r := rand.New(rand.NewPCG(1, 2))
-	corrupt(f, fate{corrupt: true, fix: true, corruptByte: -1}, r)
+	corrupt(f, fate{corrupt: true, fix: true, corruptByte: -1, bit: r.Uint64()})
 	assert.Equal(t, uint8(0), parseVnet(f).flags, "the receiver verifies")
 	q, oq := f[vnetHdrLen:], orig[vnetHdrLen:]
 	assert.Equal(t, oq[14:34], q[14:34], "ip header untouched")
@@ -91,28 +92,28 @@ func TestCorruptFixKeepsChecksumsValid(t *testing.T) {
 	verifyChecksums(t, f)
 
 	g := append([]byte(nil), orig...)
-	corrupt(g, fate{corrupt: true, fix: true, corruptByte: 203}, r)
+	corrupt(g, fate{corrupt: true, fix: true, corruptByte: 203})
 	assert.Equal(t, oq[54+3]^0xff, g[vnetHdrLen+54+3], "byte 203 mod 200")
 	verifyChecksums(t, g)
 }
 
 func TestFaultMatch(t *testing.T) {
-	l := Link{ID: "x-y", A: End{Node: "x"}, B: End{Node: "y"}}
+	l := netem.Link{ID: "x-y", A: netem.End{Node: "x"}, B: netem.End{Node: "y"}}
 	f := gsoFrame(100, 1000, 0x18)
 	pi := parsePkt(f[vnetHdrLen:])
 	ln := len(f) - vnetHdrLen
-	assert.True(t, faultMatches(FaultMatch{Proto: "tcp", Port: 9000, From: "x", Data: true}, &l, AtoB, pi, ln))
-	assert.False(t, faultMatches(FaultMatch{From: "y"}, &l, AtoB, pi, ln))
-	assert.False(t, faultMatches(FaultMatch{Proto: "udp"}, &l, AtoB, pi, ln))
-	assert.False(t, faultMatches(FaultMatch{Port: 1}, &l, AtoB, pi, ln))
+	assert.True(t, faultMatches(netem.FaultMatch{Proto: "tcp", Port: 9000, From: "x", Data: true}, &l, netem.AtoB, pi, ln))
+	assert.False(t, faultMatches(netem.FaultMatch{From: "y"}, &l, netem.AtoB, pi, ln))
+	assert.False(t, faultMatches(netem.FaultMatch{Proto: "udp"}, &l, netem.AtoB, pi, ln))
+	assert.False(t, faultMatches(netem.FaultMatch{Port: 1}, &l, netem.AtoB, pi, ln))
 	ack := gsoFrame(0, 1000, 0x10)
-	assert.False(t, faultMatches(FaultMatch{Data: true}, &l, AtoB, parsePkt(ack[vnetHdrLen:]), len(ack)-vnetHdrLen))
+	assert.False(t, faultMatches(netem.FaultMatch{Data: true}, &l, netem.AtoB, parsePkt(ack[vnetHdrLen:]), len(ack)-vnetHdrLen))
 
-	assert.NoError(t, Fault{Action: FaultDrop, Nth: 3, Match: FaultMatch{From: "x"}}.Validate(l.ID, l.A.Node, l.B.Node))
-	assert.Error(t, Fault{Action: FaultDrop}.Validate(l.ID, l.A.Node, l.B.Node), "nth")
-	assert.Error(t, Fault{Action: "explode", Nth: 1}.Validate(l.ID, l.A.Node, l.B.Node))
-	assert.Error(t, Fault{Action: FaultDrop, Nth: 1, Match: FaultMatch{From: "z"}}.Validate(l.ID, l.A.Node, l.B.Node))
-	assert.Error(t, Fault{Action: FaultDelay, Nth: 1}.Validate(l.ID, l.A.Node, l.B.Node), "delay needs a delay")
+	assert.NoError(t, netem.Fault{Action: netem.FaultDrop, Nth: 3, Match: netem.FaultMatch{From: "x"}}.Validate(l.ID, l.A.Node, l.B.Node))
+	assert.Error(t, netem.Fault{Action: netem.FaultDrop}.Validate(l.ID, l.A.Node, l.B.Node), "nth")
+	assert.Error(t, netem.Fault{Action: "explode", Nth: 1}.Validate(l.ID, l.A.Node, l.B.Node))
+	assert.Error(t, netem.Fault{Action: netem.FaultDrop, Nth: 1, Match: netem.FaultMatch{From: "z"}}.Validate(l.ID, l.A.Node, l.B.Node))
+	assert.Error(t, netem.Fault{Action: netem.FaultDelay, Nth: 1}.Validate(l.ID, l.A.Node, l.B.Node), "delay needs a delay")
 }
 
 func TestGilbertElliottStationaryLoss(t *testing.T) {
@@ -122,7 +123,7 @@ func TestGilbertElliottStationaryLoss(t *testing.T) {
 	lost := 0
 	const n = 200000
 	for range n {
-		if g.lose(r, m) {
+		if g.lose(r.Float64(), r.Float64(), m) {
 			lost++
 		}
 	}
