@@ -110,6 +110,9 @@ func (s *Server) linkState(w http.ResponseWriter, r *http.Request, up bool) {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if l.Via == netem.ViaTAP {
+		s.hub.markDown(st.Lab, l.ID, !up)
+	}
 	s.log.Info("link state", "lab", st.Lab, "link", l.ID, "up", up)
 	s.hub.poke(st.Lab)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true})

@@ -103,6 +103,28 @@ func (h *hub) release(w *labWatch) {
 	})
 }
 
+// markDown records that this server took a link down through the engine
+// (or brought it up): netem.Counts cannot say so, and a quiet link counts
+// no drops while down.
+func (h *hub) markDown(lab, link string, down bool) {
+	h.mu.Lock()
+	w := h.watches[lab]
+	h.mu.Unlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.downMarks == nil {
+		w.downMarks = map[string]bool{}
+	}
+	if down {
+		w.downMarks[link] = true
+	} else {
+		delete(w.downMarks, link)
+	}
+}
+
 // poke asks a lab's watcher, if any, to sample now (after a change).
 func (h *hub) poke(lab string) {
 	h.mu.Lock()
@@ -133,17 +155,18 @@ type labWatch struct {
 	refs    int           // under hub.mu
 	idle    *time.Timer   // under hub.mu
 
-	mu       sync.Mutex
-	seq      uint64
-	ring     []event
-	notify   chan struct{} // closed and replaced at each event
-	topology json.RawMessage
-	programs json.RawMessage
-	checks   json.RawMessage
-	counters json.RawMessage
-	down     json.RawMessage
-	history  map[string][2][]float64
-	logTail  []logWire
+	mu        sync.Mutex
+	seq       uint64
+	ring      []event
+	notify    chan struct{} // closed and replaced at each event
+	topology  json.RawMessage
+	programs  json.RawMessage
+	checks    json.RawMessage
+	counters  json.RawMessage
+	down      json.RawMessage
+	downMarks map[string]bool // links this server took down through the engine
+	history   map[string][2][]float64
+	logTail   []logWire
 }
 
 // logWire is one output line: time (Unix ms), host/program, stream (out,
@@ -297,7 +320,7 @@ func (w *labWatch) run(ctx context.Context) {
 			logf, logRd = nil, nil
 		}
 		w.mu.Lock()
-		w.programs, w.checks, w.counters, w.history, w.logTail = nil, nil, nil, nil, nil
+		w.programs, w.checks, w.counters, w.history, w.logTail, w.downMarks = nil, nil, nil, nil, nil, nil
 		w.mu.Unlock()
 	}
 	loadState := func() {
@@ -354,6 +377,17 @@ func (w *labWatch) run(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, callDeadline)
 		counts, down, err := readCounters(cctx, st, hs)
 		cancel()
+		w.mu.Lock()
+		for id := range w.downMarks {
+			c, now := counts[id]
+			prev, had := rk.last[id]
+			if now && had && (c[0].Delivered > prev[0].Delivered || c[1].Delivered > prev[1].Delivered) {
+				delete(w.downMarks, id) // it delivers: up again, from elsewhere
+				continue
+			}
+			down[id] = true
+		}
+		w.mu.Unlock()
 		now := time.Now()
 		cw := countersWire{T: now.UnixMilli(), Links: rk.sample(now, counts, down), Gone: gone}
 		if err != nil {
