@@ -27,7 +27,7 @@ func newChatServerCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "chat-server",
-		Short: "Chat server: broadcast, /who, /msg, /upload, /files, /download (docs/PROTOCOLS.md section 4)",
+		Short: "Chat server: broadcast, /who, /msg, /upload, /files, /download, /get (docs/PROTOCOLS.md section 4)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger, cfg.Out = logger(), cmd.OutOrStdout()
@@ -44,11 +44,12 @@ func newChatServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.JoinTimeout, "join-timeout", 30*time.Second, "time to send an acceptable nickname")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 10*time.Minute, "time to send a whole line once joined")
 	f.DurationVar(&cfg.IOTimeout, "io-timeout", 30*time.Second, "per read/write during transfers and replies")
-	f.Int64Var(&cfg.MinRate, "min-rate", 4096, "bytes/s a transfer may not fall below on average")
+	f.Int64Var(&cfg.MinRate, "min-rate", 4096, "bytes/s an upload may not fall below over any --rate-window (after one window of grace)")
+	f.DurationVar(&cfg.RateWindow, "rate-window", 10*time.Second, "the sliding window of --min-rate")
+	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a line sent without a newline ends after this quiet time (negative: lines only)")
 	f.Int64Var(&cfg.MaxFileSize, "max-file-size", 1<<30, "largest upload in bytes")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line in bytes")
-	f.IntVar(&cfg.QueueLen, "queue", 1024, "outbound queue per client, in messages")
-	f.DurationVar(&cfg.QueueWait, "queue-wait", 2*time.Second, "how long a full queue may hold a sender before its reader is disconnected")
+	f.IntVar(&cfg.QueueBytes, "queue-bytes", 1<<20, "outbound queue per client, in bytes (each line counts 64 more); a client whose queue is full is disconnected at once")
 	return cmd
 }
 
@@ -101,6 +102,8 @@ when the input ends.`,
 	f.DurationVar(&cfg.Delay, "delay", 0, "pause between input lines")
 	f.DurationVar(&cfg.WaitTimeout, "wait-timeout", 10*time.Second, "limit for /wait")
 	f.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "per read/write of transfers, and to wait for replies")
+	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a received line without a newline ends after this quiet time (negative: lines only)")
+	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line sent, in bytes (the server's --max-line): longer ones are refused here")
 	f.StringVar(&cfg.DownloadDir, "download-dir", "downloads", "where downloads are saved")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar (none anyway when stderr is not a terminal)")
 	return cmd

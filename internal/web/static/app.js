@@ -541,7 +541,7 @@ function addLog(lines) {
   const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 20;
   const filter = $('#log-filter').value, sys = $('#log-sys').checked;
   const frag = document.createDocumentFragment();
-  const mark = { out: '|', err: '!', in: '>', sys: '*' };
+  const mark = { out: '|', err: '!', in: '>', sys: '*', log: '~' };
   for (const l of lines) {
     const d = el('div', { class: 'line s-' + l.s, 'data-k': l.k, 'data-s': l.s, title: new Date(l.t).toISOString() },
       el('span', { class: 'k' }, l.k), el('span', { class: 'm' }, mark[l.s] || '?'), el('span', { class: 'x' }, l.x));
