@@ -13,7 +13,6 @@ import (
 
 	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/nodes"
-	"github.com/vishvananda/netlink"
 )
 
 // liveLink finds a link of a lab that is up, or answers the error.
@@ -84,8 +83,8 @@ func (s *Server) setNetem(w http.ResponseWriter, r *http.Request) {
 func (s *Server) linkDown(w http.ResponseWriter, r *http.Request) { s.linkState(w, r, false) }
 func (s *Server) linkUp(w http.ResponseWriter, r *http.Request)   { s.linkState(w, r, true) }
 
-// linkState takes a link down or up: through the engine for a TAP link
-// (it drops both ways and counts the drops), else both veth ends.
+// linkState takes a link down or up: both ends, as `link A B down` in the
+// console and a lab's timeline do (nodes.SetLinkUp).
 func (s *Server) linkState(w http.ResponseWriter, r *http.Request, up bool) {
 	st, l, ok := s.liveLink(w, r)
 	if !ok {
@@ -93,61 +92,15 @@ func (s *Server) linkState(w http.ResponseWriter, r *http.Request, up bool) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	var err error
-	if l.Via == netem.ViaTAP {
-		var f netem.Faulter
-		if f, err = faulter(st); err == nil {
-			if up {
-				err = f.LinkUp(ctx, *l)
-			} else {
-				err = f.LinkDown(ctx, *l, 0)
-			}
-		}
-	} else {
-		err = setVethState(*l, up)
-	}
+	err := nodes.SetLinkUp(ctx, st, l.ID, up)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if l.Via == netem.ViaTAP {
-		s.hub.markDown(st.Lab, l.ID, !up)
-	}
+	s.hub.markDown(st.Lab, l.ID, !up)
 	s.log.Info("link state", "lab", st.Lab, "link", l.ID, "up", up)
 	s.hub.poke(st.Lab)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
-}
-
-// faulter is the lab's backend as a netem.Faulter (the userspace engine).
-func faulter(st *nodes.State) (netem.Faulter, error) {
-	b, err := nodes.Backend(st)
-	if err != nil {
-		return nil, err
-	}
-	f, ok := b.(netem.Faulter)
-	if !ok {
-		return nil, fmt.Errorf("lab %q: the %s backend cannot take a link down: %w", st.Lab, b.Name(), netem.ErrUnsupported)
-	}
-	return f, nil
-}
-
-func setVethState(l netem.Link, up bool) error {
-	for _, e := range []netem.End{l.A, l.B} {
-		err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
-			lk, err := h.LinkByName(e.Iface)
-			if err != nil {
-				return err
-			}
-			if up {
-				return h.LinkSetUp(lk)
-			}
-			return h.LinkSetDown(lk)
-		})
-		if err != nil {
-			return fmt.Errorf("link %q: %s:%s: %w", l.ID, e.Node, e.Iface, err)
-		}
-	}
-	return nil
 }
 
 func (s *Server) restart(w http.ResponseWriter, r *http.Request) {

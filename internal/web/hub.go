@@ -103,9 +103,9 @@ func (h *hub) release(w *labWatch) {
 	})
 }
 
-// markDown records that this server took a link down through the engine
-// (or brought it up): netem.Counts cannot say so, and a quiet link counts
-// no drops while down.
+// markDown records that this server took a link down (or brought it up),
+// so the page shows it at once: netem.Counts cannot say so, and a quiet
+// link counts no drops while down.
 func (h *hub) markDown(lab, link string, down bool) {
 	h.mu.Lock()
 	w := h.watches[lab]
