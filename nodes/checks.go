@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -115,6 +116,25 @@ func checkErr(lab string, res *Result, checks []topo.Check, c topo.Check) error 
 			}
 		}
 		return nil
+	case "any":
+		var whys []string
+		for _, sub := range c.Any {
+			err := checkErr(lab, res, checks, sub)
+			if err == nil {
+				return nil
+			}
+			whys = append(whys, fmt.Sprintf("%s: %v", sub.Title(), err))
+		}
+		return fmt.Errorf("none of %d holds: %s", len(c.Any), strings.Join(whys, "; "))
+	case "distinct":
+		for _, ref := range c.Distinct.Outputs {
+			if err := programFate(lab, res, checks, ref); err != nil {
+				return err
+			}
+		}
+		return checkDistinct(lab, *c.Distinct)
+	case "counters":
+		return checkCounters(lab, *c.Counters)
 	}
 	return fmt.Errorf("unknown check")
 }
@@ -126,8 +146,8 @@ func expectedStatus(checks []topo.Check, ref string) int {
 		if c.Exit == ref && c.Status != nil {
 			return *c.Status
 		}
-		if c.Kind() == "all" {
-			if st := expectedStatus(c.All, ref); st != 0 {
+		if c.Kind() == "all" || c.Kind() == "any" {
+			if st := expectedStatus(append(append([]topo.Check{}, c.All...), c.Any...), ref); st != 0 {
 				return st
 			}
 		}
@@ -294,6 +314,25 @@ func checkOutput(lab string, c topo.Check) error {
 	}
 	pos := 0
 	for _, w := range wants {
+		if c.AtLeast != nil || c.AtMost != nil {
+			n := count(w.ok)
+			what := strings.Replace(w.what, "contains", "contain", 1)
+			if c.AtLeast != nil && n < *c.AtLeast {
+				return missing(lines, fmt.Sprintf("%d lines %s, want at least %d", n, what, *c.AtLeast), false)
+			}
+			if c.AtMost != nil && n > *c.AtMost {
+				var dup []string
+				for i, l := range seen {
+					if w.ok(l) && len(dup) < 3 {
+						dup = append(dup, fmt.Sprintf("%q", clip(lines[i], 200)))
+					}
+				}
+				return fmt.Errorf("%d lines %s, want at most %d: %s", n, what, *c.AtMost, strings.Join(dup, ", "))
+			}
+			if n == 0 {
+				continue
+			}
+		}
 		if c.Count != nil {
 			if n := count(w.ok); n != *c.Count {
 				return fmt.Errorf("%d lines %s, want exactly %d (%d lines in all)", n, strings.Replace(w.what, "contains", "contain", 1), *c.Count, len(lines))
@@ -417,6 +456,90 @@ func checkSameFile(lab string, c topo.Check) error {
 		} else if sum != first {
 			return fmt.Errorf("they differ: %s", strings.Join(sums, "; "))
 		}
+	}
+	return nil
+}
+
+// checkDistinct: each program printed a line matching d.Matches, and the
+// matched text (its first group, if the pattern has one) differs between
+// every two of them.
+func checkDistinct(lab string, d topo.Distinct) error {
+	rx := regexp.MustCompile(d.Matches)
+	if d.Loose {
+		rx, _ = topo.LooseRegexp(d.Matches)
+	}
+	got := map[string]string{} // the answer (loosened) -> the program
+	for _, ref := range d.Outputs {
+		lines, err := programLines(lab, ref, d.Stream, false)
+		if err != nil {
+			return err
+		}
+		ans := ""
+		for _, l := range lines {
+			if d.Loose {
+				l = topo.LooseText(l)
+			}
+			if m := rx.FindStringSubmatch(l); m != nil {
+				ans = m[0]
+				if len(m) > 1 {
+					ans = m[1]
+				}
+				break
+			}
+		}
+		if ans == "" {
+			return missing(lines, fmt.Sprintf("%s printed no line matching /%s/", ref, d.Matches), false)
+		}
+		key := ans
+		if d.Loose {
+			key = topo.LooseText(ans)
+		}
+		if other, ok := got[key]; ok {
+			return fmt.Errorf("%s and %s were both given %q", other, ref, ans)
+		}
+		got[key] = ref
+	}
+	return nil
+}
+
+// countersTimeout bounds reading a link's counters.
+const countersTimeout = 5 * time.Second
+
+// checkCounters reads a link's counters from the lab's backend: traffic
+// labctl saw itself, whatever the programs printed.
+func checkCounters(lab string, k topo.CountersCheck) error {
+	ctx, cancel := context.WithTimeout(context.Background(), countersTimeout)
+	defer cancel()
+	st, err := Load(lab)
+	if err != nil {
+		return fmt.Errorf("read link %q's counters: %w", k.Link, err)
+	}
+	all, err := Counters(ctx, lab)
+	if err != nil {
+		return fmt.Errorf("read link %q's counters: %w", k.Link, err)
+	}
+	dirs, ok := all[k.Link]
+	if !ok {
+		return fmt.Errorf("link %q: its backend keeps no counters for it", k.Link)
+	}
+	var pk, by uint64
+	for _, l := range st.Links {
+		if l.ID != k.Link {
+			continue
+		}
+		for i, end := range []string{l.A.Node, l.B.Node} {
+			if k.From == "" || k.From == end {
+				pk += dirs[i].Packets
+				by += dirs[i].Bytes
+			}
+		}
+	}
+	what := "link " + k.Link
+	if k.From != "" {
+		what += " from " + k.From
+	}
+	if pk < k.Packets || by < k.Bytes {
+		return fmt.Errorf("%s carried %d packets (%d bytes), want at least %d packets and %d bytes", what, pk, by, k.Packets, k.Bytes)
 	}
 	return nil
 }

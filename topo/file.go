@@ -11,19 +11,20 @@ import (
 
 // fileLab is the top level of a lab file.
 type fileLab struct {
-	Name        string     `yaml:"name"`
-	Description string     `yaml:"description"`
-	Backend     string     `yaml:"backend"`
-	Seed        int64      `yaml:"seed"`
-	Hosts       yaml.Node  `yaml:"hosts"`
-	Switches    yaml.Node  `yaml:"switches"`
-	Routers     yaml.Node  `yaml:"routers"`
-	Links       []fileLink `yaml:"links"`
-	Checks      []Check    `yaml:"checks"`
-	Timeline    []Event    `yaml:"timeline"`
-	Line        int        `yaml:"-"`
-	Topo        string     `yaml:"topo"`
-	Path        []string   `yaml:"path"`
+	Name        string              `yaml:"name"`
+	Description string              `yaml:"description"`
+	Backend     string              `yaml:"backend"`
+	Seed        int64               `yaml:"seed"`
+	Hosts       yaml.Node           `yaml:"hosts"`
+	Switches    yaml.Node           `yaml:"switches"`
+	Routers     yaml.Node           `yaml:"routers"`
+	Links       []fileLink          `yaml:"links"`
+	Checks      []Check             `yaml:"checks"`
+	Timeline    []Event             `yaml:"timeline"`
+	Line        int                 `yaml:"-"`
+	Topo        string              `yaml:"topo"`
+	Path        []string            `yaml:"path"`
+	Roles       map[string][]string `yaml:"roles"`
 }
 
 type fileNode struct {
@@ -112,6 +113,7 @@ func (f *fileLab) lab(file string) (*Lab, error) {
 	lab := &Lab{
 		Name: f.Name, Description: f.Description, Backend: f.Backend, Seed: f.Seed,
 		Checks: f.Checks, Timeline: f.Timeline, Source: file, Path: f.Path,
+		Roles: f.Roles,
 	}
 	if lab.Name == "" {
 		lab.Name = labNameFromFile(file)

@@ -29,6 +29,11 @@ type Lab struct {
 	// Path lists folders first on every program's PATH (after the lab's
 	// labctl), e.g. an interpreter's bin folder.
 	Path []string
+	// Roles names groups of programs one submission fills with one
+	// command: {client: [client1, client2/session]}, so --program
+	// client='python3 client.py' replaces each. A role is not a node's
+	// name; its members are "HOST" or "HOST/PROGRAM".
+	Roles map[string][]string
 	// Source says where the lab came from: a file path, "builtin:NAME" or
 	// "topo:SPEC".
 	Source string

@@ -56,6 +56,26 @@ func touches(lab *topo.Lab, c topo.Check) []string {
 		for _, d := range c.All {
 			out = append(out, touches(lab, d)...)
 		}
+	case "any":
+		for _, d := range c.Any {
+			out = append(out, touches(lab, d)...)
+		}
+	case "distinct":
+		out = append(out, c.Distinct.Outputs...)
+	case "counters":
+		// A link's traffic is its ends' programs' doing.
+		for _, l := range lab.Links {
+			if l.Name != c.Counters.Link {
+				continue
+			}
+			for _, end := range []string{l.A.Node, l.B.Node} {
+				if n := lab.Node(end); n != nil && (c.Counters.From == "" || c.Counters.From == end) {
+					for _, p := range n.Programs {
+						out = append(out, end+"/"+p.Name)
+					}
+				}
+			}
+		}
 	}
 	return out
 }
@@ -65,8 +85,8 @@ func exitOnly(c topo.Check) bool {
 	switch c.Kind() {
 	case "exit":
 		return true
-	case "all":
-		for _, d := range c.All {
+	case "all", "any":
+		for _, d := range append(append([]topo.Check{}, c.All...), c.Any...) {
 			if !exitOnly(d) {
 				return false
 			}
