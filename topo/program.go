@@ -218,6 +218,10 @@ type Check struct {
 	AtLeast *int `yaml:"at_least"`
 	AtMost  *int `yaml:"at_most"`
 
+	// AnyStatus: the program may end with any status (a refused client
+	// may exit 1 or 0): its output is evidence either way.
+	AnyStatus bool `yaml:"any_status"`
+
 	// Exit ("host/prog") ended with Status (default 0).
 	Exit   string `yaml:"exit"`
 	Status *int   `yaml:"status"`

@@ -392,6 +392,9 @@ func (lab *Lab) checkOne(c Check, path string, top bool) error {
 	if kinds != 1 {
 		return fe("", errors.New("give exactly one of output, exit, before, same_file, all, any, distinct, counters, manual"))
 	}
+	if c.AnyStatus && c.Output == "" {
+		return fe(".any_status", errors.New("any_status goes with an output check"))
+	}
 	if c.Points < 0 {
 		return fe(".points", errors.New("want 0 or more points"))
 	}
@@ -503,6 +506,9 @@ func (lab *Lab) checkOne(c Check, path string, top bool) error {
 	if len(c.SameFile) == 1 {
 		return fe(".same_file", errors.New("want at least two paths"))
 	}
+	if len(c.SameFile) > 0 && IsFileGlob(c.SameFile[0]) {
+		return fe(".same_file", errors.New("the first path is the original: give it exactly, patterns go after it"))
+	}
 	for _, p := range c.SameFile {
 		if err := lab.checkHostPath(p); err != nil {
 			return fe(".same_file", err)
@@ -581,7 +587,41 @@ func (lab *Lab) checkHostPath(p string) error {
 	if !localPath(rel) {
 		return fmt.Errorf("%q: the path must stay inside the host's home folder", p)
 	}
+	if IsFileGlob(p) {
+		if _, err := path.Match(strings.TrimPrefix(rel, "**/"), "x"); err != nil {
+			return fmt.Errorf("%q: bad pattern: %v", p, err)
+		}
+	}
 	return nil
+}
+
+// IsFileGlob says a same_file path is a pattern: HOST:**/NAME (NAME at any
+// depth of the host's home) or a path.Match pattern.
+func IsFileGlob(p string) bool {
+	return !path.IsAbs(p) && strings.ContainsAny(p, "*?[")
+}
+
+// MatchFileGlob matches a path relative to a host's home (slashes) with a
+// same_file pattern: "**/" first matches at any depth.
+func MatchFileGlob(pat, rel string) bool {
+	if rest, ok := strings.CutPrefix(pat, "**/"); ok {
+		if strings.Contains(rest, "/") {
+			for i := 0; ; {
+				if m, _ := path.Match(rest, rel[i:]); m {
+					return true
+				}
+				j := strings.IndexByte(rel[i:], '/')
+				if j < 0 {
+					return false
+				}
+				i += j + 1
+			}
+		}
+		m, _ := path.Match(rest, path.Base(rel))
+		return m
+	}
+	m, _ := path.Match(pat, rel)
+	return m
 }
 
 // checkRoles validates roles: each names programs that exist, and no role
