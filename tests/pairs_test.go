@@ -1,0 +1,226 @@
+package tests
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A CP372 pair (seed 002) in a student's own wording: the server names
+// Client01.., refuses a 4th with its own sentence, answers "status" and
+// "list" with END-terminated lists and "get" with "FILE size" and the
+// bytes; the client prompts and stores downloads in received/.
+const cp372Server = `# A CP372 server in a student's own wording (seed 002): names Client01..,
+# at most 3 at a time, echo with ACK, status, list, get, exit.
+import datetime
+import os
+import socket
+import threading
+
+PORT = 12345
+MAX_CLIENTS = 3
+REPO = "repository"
+lock = threading.Lock()
+active = 0
+counter = 0
+cache = {}
+
+
+def now():
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def serve(conn, name):
+    global active
+    f = conn.makefile("rb")
+    try:
+        conn.sendall(("Welcome! You are " + name + "\n").encode())
+        for raw in f:
+            msg = raw.decode(errors="replace").strip()
+            if msg == "exit":
+                conn.sendall(b"Goodbye\n")
+                break
+            if msg == "status":
+                with lock:
+                    rows = ["%s connected %s disconnected %s" % (n, c, d or "never") for n, (c, d) in cache.items()]
+                conn.sendall(("\n".join(rows) + "\nEND\n").encode())
+            elif msg == "list":
+                conn.sendall(("\n".join(sorted(os.listdir(REPO))) + "\nEND\n").encode())
+            elif msg.startswith("get "):
+                path = os.path.join(REPO, os.path.basename(msg[4:].strip()))
+                if not os.path.isfile(path):
+                    conn.sendall(b"File not found\nEND\n")
+                    continue
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                conn.sendall(("FILE %d\n" % len(data)).encode() + send_form(data))
+            else:
+                conn.sendall((msg + " ACK\n").encode())
+    finally:
+        with lock:
+            cache[name][1] = now()
+            active -= 1
+        conn.close()
+        print(name, "left", flush=True)
+
+
+def send_form(data):
+    return data
+
+
+def main():
+    global active, counter
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", PORT))
+    s.listen(5)
+    print("Server listening on port", PORT, flush=True)
+    while True:
+        conn, addr = s.accept()
+        with lock:
+            if active >= MAX_CLIENTS:
+                conn.sendall(b"Sorry, the server is full. Please try again later.\n")
+                conn.close()
+                print("turned a client away: full", flush=True)
+                continue
+            active += 1
+            counter += 1
+            name = "Client%02d" % counter
+            cache[name] = [now(), None]
+        print(name, "joined from", addr[0], flush=True)
+        threading.Thread(target=serve, args=(conn, name), daemon=True).start()
+
+
+main()
+`
+
+const cp372Client = `# A CP372 client in a student's own wording: prompts for commands and
+# stores downloads in received/.
+import os
+import socket
+import sys
+
+s = socket.create_connection(("localhost", 12345))
+f = s.makefile("rb")
+first = f.readline().decode().strip()
+print(first)
+if "full" in first.lower():
+    sys.exit(0)
+
+
+def until_end():
+    for raw in f:
+        line = raw.decode().rstrip("\n")
+        if line == "END":
+            return
+        print(line)
+
+
+while True:
+    try:
+        cmd = input("Enter a command: ")
+    except EOFError:
+        break
+    s.sendall((cmd + "\n").encode())
+    if cmd == "exit":
+        print(f.readline().decode().strip())
+        break
+    if cmd in ("status", "list"):
+        until_end()
+    elif cmd.startswith("get "):
+        head = f.readline().decode().strip()
+        if not head.startswith("FILE "):
+            print(head)
+            until_end()
+            continue
+        size = int(head.split()[1])
+        data = f.read(size)
+        os.makedirs("received", exist_ok=True)
+        name = os.path.basename(cmd[4:].strip())
+        with open(os.path.join("received", name), "wb") as out:
+            out.write(data)
+        print("Downloaded %s (%d bytes)" % (name, len(data)))
+    else:
+        print(f.readline().decode().strip())
+`
+
+// cp372Wrong is the same server with three bugs: every client is
+// Client01, there is no limit, and a download's last byte is flipped.
+var cp372Wrong = strings.NewReplacer(
+	"            counter += 1", "            counter = 1  # the bug: every client is Client01",
+	"            if active >= MAX_CLIENTS:", "            if False:  # the bug: no limit",
+	"    return data\n", "    return data[:-1] + bytes([data[-1] ^ 1]) if data else data  # the bug\n",
+).Replace(cp372Server)
+
+func TestPairLabsPassWithTheReferencePrograms(t *testing.T) {
+	for _, lab := range []string{"filesvc-pair", "stopwait-pair", "chat-pair"} {
+		name := labName("pr")
+		t.Cleanup(func() { requireNoLeftovers(t, name) })
+		r := labctl(t, "run", lab, "--name", name)
+		require.Equal(t, 0, r.code, "%s: %s", lab, r)
+		assert.NotContains(t, r.stdout, "FAIL", lab)
+		assert.Contains(t, r.stdout, "score 100/100", lab)
+	}
+}
+
+func TestPairRunFillsEveryClientHostWithOneCommand(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	dir := writeClass(t, []gradeCase{{name: "pair", files: map[string]string{"server.py": cp372Server, "client.py": cp372Client}}})
+	name := labName("pr")
+	t.Cleanup(func() {
+		labctl(t, "down", name)
+		requireNoLeftovers(t, name)
+	})
+	// One --program for the four client hosts, as a list.
+	r := labctlIn(t, filepath.Join(dir, "pair"), "run", "filesvc-pair", "--name", name,
+		"--program", "server=python3 server.py", "--program", "client1,client2,client3,client4=python3 client.py")
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "score 100/100")
+	assert.Contains(t, r.stdout, "Sorry, the server is full", "the 4th client printed its own refusal")
+}
+
+func TestGradeFileServerPairsFromEvidence(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	dir := writeClass(t, []gradeCase{
+		{name: "correct", files: map[string]string{"server.py": cp372Server, "client.py": cp372Client}},
+		{name: "wrong", files: map[string]string{"server.py": cp372Wrong, "client.py": cp372Client}},
+	})
+	name := labName("gt")
+	out := filepath.Join(t.TempDir(), "report")
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	// client is the lab's role: client1..client4 each run the client.
+	r := labctl(t, "grade", "filesvc-pair", "--submissions", dir, "--name", name, "--out", out, "--jobs", "2",
+		"--program", "server=python3 server.py", "--program", "client=python3 client.py")
+	require.Equal(t, 0, r.code, "%s", r)
+	rep := readReport(t, out)
+	require.Len(t, rep.Rows, 2, "%s", r)
+	correct, wrong := rep.Rows[0], rep.Rows[1]
+	require.Equal(t, "correct", correct.Submission)
+	assert.Equal(t, "pass", correct.Outcome, correct.Reason)
+	assert.Equal(t, correct.MaxPoints, correct.Points)
+	assert.Equal(t, "fail", wrong.Outcome)
+	details := map[string]string{}
+	for _, c := range wrong.Checks {
+		if !c.Pass {
+			details[c.Title] = c.Detail
+		}
+	}
+	assert.Equal(t, `client1/session and client2/session were both given "1"`,
+		details["each client is given a name of its own (Client01, Client02, Client03)"])
+	assert.Contains(t, details["a 200 KB binary file downloads intact (stored anywhere)"],
+		"no file matching client1:**/data.bin has the same bytes as server:repository/data.bin: 200000 bytes")
+	assert.Contains(t, details["a 200 KB binary file downloads intact (stored anywhere)"], "found client1:received/data.bin: 200000 bytes")
+	assert.Contains(t, details["the 4th client is refused while three are connected"], "none of 2 holds")
+	assert.Less(t, wrong.Points, correct.Points/2, "%v", details)
+}
