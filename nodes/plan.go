@@ -144,6 +144,10 @@ type ProgramStatus struct {
 	// LabSignal: the signal that ended it came from labctl (the timeline,
 	// the time limit), so it did not crash.
 	LabSignal bool `json:"lab_signal,omitempty"`
+	// Window: it ran under a virtual display (display: true) and drew
+	// something; Screenshot is the last such frame, a PNG.
+	Window     bool   `json:"window,omitempty"`
+	Screenshot string `json:"screenshot,omitempty"`
 }
 
 // LoadResult reads the result, or an error wrapping os.ErrNotExist while

@@ -82,7 +82,10 @@ type proc struct {
 	stopping bool
 	// labSignal: labctl signalled this run (timeline kill, time limit)
 	labSignal bool
-	lineRE    *regexp.Regexp
+	// window: it ran under a display and drew; screenshot: the PNG
+	window     bool
+	screenshot string
+	lineRE     *regexp.Regexp
 
 	// output since the last stdin line, for stdin's after: and idle:
 	outMu   sync.Mutex
@@ -425,7 +428,8 @@ func signalName(s syscall.Signal) string {
 func (p *proc) snapshot() ProgramStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail, LabSignal: p.labSignal}
+	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail, LabSignal: p.labSignal,
+		Window: p.window, Screenshot: p.screenshot}
 }
 
 // finish waits for the tasks (programs that are not services) and for any

@@ -48,6 +48,9 @@ type Program struct {
 	// TTY gives the program a pseudo-terminal for stdin, stdout and stderr
 	// (stderr is then read with stdout).
 	TTY bool `yaml:"tty"`
+	// Display runs the program under a virtual X display of its own
+	// (Xvfb), DISPLAY set; the last frame it drew is kept as a screenshot.
+	Display bool `yaml:"display"`
 	// Student replaces these fields when the program's command is replaced
 	// (--program): a student's program may need other typing, readiness or
 	// time than the reference one.
@@ -82,6 +85,7 @@ type Variant struct {
 	Env       map[string]string `yaml:"env"`
 	Path      []string          `yaml:"path"`
 	TTY       *bool             `yaml:"tty"`
+	Display   *bool             `yaml:"display"`
 }
 
 // StdinLine is one line typed into a program.
@@ -568,6 +572,9 @@ func (p *Program) applyVariant(v Variant) {
 	}
 	if v.TTY != nil {
 		p.TTY = *v.TTY
+	}
+	if v.Display != nil {
+		p.Display = *v.Display
 	}
 }
 
