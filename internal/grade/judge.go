@@ -207,6 +207,31 @@ func (g *grading) outcome(row *Row, res *nodes.Result, runErr error) (string, st
 	for _, p := range res.Programs {
 		status[p.Program] = p
 	}
+	// A GUI program (it drew on its virtual display) whose checks did not
+	// pass cannot be driven by typing: a person must judge it, from its
+	// screenshot, not fail it. Waiting for a click until its time limit is
+	// no timeout either.
+	for _, key := range row.Roles {
+		p := status[key]
+		if !p.Window {
+			continue
+		}
+		var unjudged []string
+		for i, c := range row.Checks {
+			if !c.Pass && !c.Manual && contains(touches(g.lab0, g.lab0.Checks[i]), key) {
+				unjudged = append(unjudged, c.Title)
+			}
+		}
+		if len(unjudged) == 0 {
+			continue
+		}
+		shot := ""
+		if p.Screenshot != "" {
+			shot = fmt.Sprintf("; its screenshot: logs/%s/%s.png", safeName(row.Submission), key)
+		}
+		return NotGradable, with(fmt.Sprintf("needs a person: %s is a GUI program that typing cannot drive (%d checks about it not shown: %s)%s",
+			key, len(unjudged), strings.Join(unjudged, "; "), shot))
+	}
 	for _, key := range row.Roles {
 		if p := status[key]; p.State == nodes.StateTimedOut {
 			return Timeout, with(fmt.Sprintf("%s ran past its time limit", key))
