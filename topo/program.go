@@ -374,7 +374,14 @@ func (c Check) Title() string {
 		if c.Counters.From != "" {
 			t += " from " + c.Counters.From
 		}
-		return fmt.Sprintf("%s carries at least %d packets and %d bytes", t, c.Counters.Packets, c.Counters.Bytes)
+		var want []string
+		if c.Counters.Packets > 0 {
+			want = append(want, fmt.Sprintf("%d packets", c.Counters.Packets))
+		}
+		if c.Counters.Bytes > 0 {
+			want = append(want, fmt.Sprintf("%d bytes", c.Counters.Bytes))
+		}
+		return t + " carries at least " + strings.Join(want, " and ")
 	case "manual":
 		return c.Manual
 	}
