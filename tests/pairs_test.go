@@ -156,6 +156,82 @@ var cp372Wrong = strings.NewReplacer(
 	"    return data\n", "    return data[:-1] + bytes([data[-1] ^ 1]) if data else data  # the bug\n",
 ).Replace(cp372Server)
 
+// A stop-and-wait pair (seed 000) in a student's own wording: frames
+// "seq crc32 message" over TCP, ACK/NACK, the server prints "Message
+// received: ..." once per message.
+const swServer = `# Stop-and-wait server in a student's own wording (seed 000): frames are
+# "seq checksum message"; ACK or NACK; each message printed once.
+import socket
+import threading
+import zlib
+
+
+def worker(conn, addr):
+    print("Connection established with", addr[0], flush=True)
+    expected = 0
+    f = conn.makefile("rb")
+    for raw in f:
+        parts = raw.decode(errors="replace").rstrip("\n").split(" ", 2)
+        if len(parts) != 3:
+            conn.sendall(b"NACK -1\n")
+            continue
+        seq, checksum, msg = parts
+        if checksum != "%08x" % (zlib.crc32(msg.encode()) & 0xFFFFFFFF):
+            conn.sendall(("NACK %s\n" % seq).encode())
+            continue
+        if int(seq) == expected:
+            print("Message received:", msg, flush=True)
+            expected += 1
+        conn.sendall(("ACK %s\n" % seq).encode())
+    conn.close()
+    print("Connection closed with", addr[0], flush=True)
+
+
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", 9000))
+server.listen(5)
+print("Server is started", flush=True)
+while True:
+    c, a = server.accept()
+    threading.Thread(target=worker, args=(c, a), daemon=True).start()
+`
+
+const swClient = `# Stop-and-wait client: messages separated by "||"; TCHAU ends.
+import socket
+import zlib
+
+client = socket.create_connection(("localhost", 9000))
+client.settimeout(5)
+f = client.makefile("rb")
+seq = 0
+done = False
+while not done:
+    try:
+        line = input("Enter messages separated by ||: ")
+    except EOFError:
+        break
+    msgs = line.split("||")
+    for msg in msgs:
+        if msg == "TCHAU":
+            done = True
+            break
+        frame = "%d %08x %s\n" % (seq, zlib.crc32(msg.encode()) & 0xFFFFFFFF, msg)
+        while True:
+            client.sendall(frame.encode())
+            reply = f.readline().decode().strip()
+            if reply == "ACK %d" % seq:
+                print("Server acknowledged", msg)
+                break
+            print("Got", reply, "- sending", msg, "again")
+        seq += 1
+client.close()
+print("Bye")
+`
+
+// swWrong's client never sends the last message of a line.
+var swWrong = strings.Replace(swClient, "    for msg in msgs:", "    for msg in msgs[:-1]:  # the bug", 1)
+
 func TestPairLabsPassWithTheReferencePrograms(t *testing.T) {
 	for _, lab := range []string{"filesvc-pair", "stopwait-pair", "chat-pair"} {
 		name := labName("pr")
@@ -223,4 +299,31 @@ func TestGradeFileServerPairsFromEvidence(t *testing.T) {
 	assert.Contains(t, details["a 200 KB binary file downloads intact (stored anywhere)"], "found client1:received/data.bin: 200000 bytes")
 	assert.Contains(t, details["the 4th client is refused while three are connected"], "none of 2 holds")
 	assert.Less(t, wrong.Points, correct.Points/2, "%v", details)
+}
+
+func TestStopAndWaitPairsFromEvidence(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	dir := writeClass(t, []gradeCase{
+		{name: "correct", files: map[string]string{"server.py": swServer, "client.py": swClient}},
+		{name: "wrong", files: map[string]string{"server.py": swServer, "client.py": swWrong}},
+	})
+	run := func(sub string) result {
+		name := labName("pr")
+		t.Cleanup(func() {
+			labctl(t, "down", name)
+			requireNoLeftovers(t, name)
+		})
+		return labctlIn(t, filepath.Join(dir, sub), "run", "stopwait-pair", "--name", name,
+			"--program", "server=python3 server.py", "--program", "client=python3 client.py")
+	}
+	r := run("correct")
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "score 100/100")
+	r = run("wrong")
+	require.Equal(t, 1, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "FAIL  the server delivers client1's ten messages in the order sent")
+	assert.Contains(t, r.stdout, `no line matches /\ba-10\b/ after the lines before it`)
+	assert.Contains(t, r.stdout, "PASS  nothing typed after TCHAU reaches the server")
 }
