@@ -326,7 +326,7 @@ func checkOutput(lab string, c topo.Check) error {
 	for _, w := range wants {
 		if c.AtLeast != nil || c.AtMost != nil {
 			n := count(w.ok)
-			what := strings.Replace(w.what, "contains", "contain", 1)
+			what := strings.Replace(strings.Replace(w.what, "contains", "contain", 1), "matches", "match", 1)
 			if c.AtLeast != nil && n < *c.AtLeast {
 				return missing(lines, fmt.Sprintf("%d lines %s, want at least %d", n, what, *c.AtLeast), false)
 			}
@@ -345,7 +345,7 @@ func checkOutput(lab string, c topo.Check) error {
 		}
 		if c.Count != nil {
 			if n := count(w.ok); n != *c.Count {
-				return fmt.Errorf("%d lines %s, want exactly %d (%d lines in all)", n, strings.Replace(w.what, "contains", "contain", 1), *c.Count, len(lines))
+				return fmt.Errorf("%d lines %s, want exactly %d (%d lines in all)", n, strings.Replace(strings.Replace(w.what, "contains", "contain", 1), "matches", "match", 1), *c.Count, len(lines))
 			}
 			if *c.Count == 0 {
 				continue

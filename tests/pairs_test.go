@@ -232,6 +232,81 @@ print("Bye")
 // swWrong's client never sends the last message of a line.
 var swWrong = strings.Replace(swClient, "    for msg in msgs:", "    for msg in msgs[:-1]:  # the bug", 1)
 
+// A chat pair (seed 003) in a student's own wording: "<nick> text" to
+// every other client, "[nick entered the room]".
+const pairChatServer = `# Chat server in a student's own wording (seed 003): the first line is the
+# nickname; every other line goes to every other client.
+import socket
+import threading
+
+clients = {}
+lock = threading.Lock()
+
+
+def broadcast(sender, text):
+    with lock:
+        others = [c for c in clients if c is not sender]
+    for c in others:
+        try:
+            c.sendall(text.encode())
+        except OSError:
+            pass
+
+
+def handle(conn):
+    f = conn.makefile("rb")
+    nick = f.readline().decode().strip()
+    with lock:
+        clients[conn] = nick
+    print(nick, "has joined the chat", flush=True)
+    broadcast(conn, "[%s entered the room]\n" % nick)
+    for raw in f:
+        text = raw.decode(errors="replace").rstrip("\n")
+        if text == "/quit":
+            break
+        broadcast(conn, "<%s> %s\n" % (nick, text))
+    with lock:
+        del clients[conn]
+    conn.close()
+    broadcast(conn, "[%s left]\n" % nick)
+
+
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5002))
+s.listen(10)
+print("Chat server running on port 5002", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+`
+
+const pairChatClient = `# Chat client: asks for a nickname, prints what arrives while the user types.
+import socket
+import sys
+import threading
+
+sock = socket.create_connection(("localhost", 5002))
+
+
+def receive():
+    for raw in sock.makefile("rb"):
+        print(raw.decode(errors="replace").rstrip("\n"), flush=True)
+
+
+threading.Thread(target=receive, daemon=True).start()
+nick = input("Choose a nickname: ")
+sock.sendall((nick + "\n").encode())
+for line in sys.stdin:
+    sock.sendall(line.encode())
+    if line.strip() == "/quit":
+        break
+sock.close()
+`
+
+// pairChatWrong's server gives each line to the first other client only.
+var pairChatWrong = strings.Replace(pairChatServer, "            pass\n", "            pass\n        break  # the bug\n", 1)
+
 func TestPairLabsPassWithTheReferencePrograms(t *testing.T) {
 	for _, lab := range []string{"filesvc-pair", "stopwait-pair", "chat-pair"} {
 		name := labName("pr")
@@ -326,4 +401,32 @@ func TestStopAndWaitPairsFromEvidence(t *testing.T) {
 	assert.Contains(t, r.stdout, "FAIL  the server delivers client1's ten messages in the order sent")
 	assert.Contains(t, r.stdout, `no line matches /\ba-10\b/ after the lines before it`)
 	assert.Contains(t, r.stdout, "PASS  nothing typed after TCHAU reaches the server")
+}
+
+func TestChatPairsFromEvidence(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	require.NotEqual(t, pairChatServer, pairChatWrong)
+	dir := writeClass(t, []gradeCase{
+		{name: "correct", files: map[string]string{"server.py": pairChatServer, "client.py": pairChatClient}},
+		{name: "wrong", files: map[string]string{"server.py": pairChatWrong, "client.py": pairChatClient}},
+	})
+	run := func(sub string) result {
+		name := labName("pr")
+		t.Cleanup(func() {
+			labctl(t, "down", name)
+			requireNoLeftovers(t, name)
+		})
+		return labctlIn(t, filepath.Join(dir, sub), "run", "chat-pair", "--name", name,
+			"--program", "server=python3 server.py", "--program", "client=python3 client.py")
+	}
+	r := run("correct")
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "score 100/100")
+	r = run("wrong")
+	require.Equal(t, 1, r.code, "%s", r)
+	assert.Contains(t, r.stdout, `carol/chat prints "hello from alice": 0 lines contain "hello from alice", want exactly 1`)
+	assert.Contains(t, r.stdout, `bob/chat prints /carol-1\b/`)
+	assert.Contains(t, r.stdout, `0 lines match /carol-1\b/, want exactly 1`)
 }
