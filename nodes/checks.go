@@ -539,32 +539,34 @@ func checkDistinct(lab string, d topo.Distinct) error {
 	if d.Loose {
 		rx, _ = topo.LooseRegexp(d.Matches)
 	}
-	got := map[string]string{} // the answer -> the program that got it
+	type answer struct{ ref, line string }
+	got := map[string]answer{} // the answer -> the program that got it, and its line
 	for _, ref := range d.Outputs {
 		lines, err := programLines(lab, ref, d.Stream, false)
 		if err != nil {
 			return err
 		}
-		ans := ""
+		ans, line := "", ""
 		for _, l := range lines {
+			seen := l
 			if d.Loose {
-				l = topo.LooseText(l)
+				seen = topo.LooseText(l)
 			}
-			if m := rx.FindStringSubmatch(l); m != nil {
-				ans = m[0]
+			if m := rx.FindStringSubmatch(seen); m != nil {
+				ans, line = m[0], l
 				if len(m) > 1 {
 					ans = m[1]
 				}
 				break
 			}
 		}
-		if ans == "" {
+		if line == "" {
 			return missing(lines, fmt.Sprintf("%s printed no line matching /%s/", ref, d.Matches), false)
 		}
 		if other, ok := got[ans]; ok {
-			return fmt.Errorf("%s and %s were both given %q", other, ref, ans)
+			return fmt.Errorf("%s and %s were both given %q (%q and %q)", other.ref, ref, ans, clip(other.line, 200), clip(line, 200))
 		}
-		got[ans] = ref
+		got[ans] = answer{ref, line}
 	}
 	return nil
 }

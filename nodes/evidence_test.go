@@ -29,7 +29,7 @@ func TestEvidenceChecksSayWhatWasMissing(t *testing.T) {
 		det  string // "" passes
 	}{
 		{"a name reused", topo.Check{Distinct: &topo.Distinct{Outputs: []string{"c1/s", "c3/s", "c2/s"}, Matches: names}},
-			`c1/s and c2/s were both given "1"`},
+			`c1/s and c2/s were both given "1" ("Welcome! You are Client01" and "Welcome! You are Client01")`},
 		{"names of their own", topo.Check{Distinct: &topo.Distinct{Outputs: []string{"c1/s", "c3/s"}, Matches: names}}, ""},
 		{"no name at all", topo.Check{Distinct: &topo.Distinct{Outputs: []string{"c1/s", "c4/s"}, Matches: names}},
 			`c4/s crashed (exited with status 1); the last of its stderr: "bye"`},

@@ -367,7 +367,7 @@ func TestGradeFileServerPairsFromEvidence(t *testing.T) {
 			details[c.Title] = c.Detail
 		}
 	}
-	assert.Equal(t, `client1/session and client2/session were both given "1"`,
+	assert.Equal(t, `client1/session and client2/session were both given "1" ("Welcome! You are Client01" and "Welcome! You are Client01")`,
 		details["each client is given a name of its own (Client01, Client02, Client03)"])
 	assert.Contains(t, details["a 200 KB binary file downloads intact (stored anywhere)"],
 		"no file matching client1:**/data.bin has the same bytes as server:repository/data.bin: 200000 bytes")
