@@ -94,10 +94,11 @@ func evalCheck(lab string, res *Result, checks []topo.Check, c topo.Check) Check
 func checkErr(lab string, res *Result, checks []topo.Check, c topo.Check) error {
 	switch c.Kind() {
 	case "output":
-		if err := programFate(lab, res, checks, c.Output); err != nil {
-			return err
+		err := programFate(lab, res, checks, c.Output)
+		if err == nil {
+			err = checkOutput(lab, c)
 		}
-		return checkOutput(lab, c)
+		return guiHint(res, c.Output, err)
 	case "exit":
 		return checkExit(res, c)
 	case "before":
@@ -153,6 +154,21 @@ func expectedStatus(checks []topo.Check, ref string) int {
 		}
 	}
 	return 0
+}
+
+// guiHint adds to a failed check about a program that drew on its
+// virtual display where its screenshot is: typing may not drive it, and a
+// person can judge it.
+func guiHint(res *Result, ref string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, p := range res.Programs {
+		if p.Program == ref && p.Window && p.Screenshot != "" {
+			return fmt.Errorf("%w; %s is a GUI program: a person can judge its screenshot %s", err, ref, p.Screenshot)
+		}
+	}
+	return err
 }
 
 // anyStatus says some output check lets the program end with any status.

@@ -63,6 +63,8 @@ checks:
 	assert.Contains(t, tk.Reason, "needs a person: a/client is a GUI program that typing cannot drive")
 	assert.Contains(t, tk.Reason, "its screenshot: logs/tk/a/client.png")
 	assert.Contains(t, tk.Logs, "a/client.png")
+	require.NotEmpty(t, tk.Checks)
+	assert.Contains(t, tk.Checks[0].Detail, "a/client is a GUI program: a person can judge its screenshot")
 	b, err := os.ReadFile(filepath.Join(out, "logs", "tk", "a", "client.png"))
 	require.NoError(t, err)
 	assert.Equal(t, "\x89PNG", string(b[:4]), "the screenshot is a PNG")
