@@ -299,6 +299,10 @@ func (s *Supervisor) expose(ctx context.Context, h PlanHost, proto string, port 
 // forwarder is up.
 func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 	r := p.p.Ready
+	var learned <-chan struct{} // a replaced server's own port is reachable
+	if p.learns() {
+		learned = p.learnPorts(pid, exited)
+	}
 	if r == nil {
 		p.markReady()
 		return
@@ -343,6 +347,10 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 			p.line("sys", fmt.Sprintf("ready (%s port %d reachable on the lab's address)", proto, port))
 			p.markReady()
 			return
+		case <-learned:
+			p.line("sys", "ready (a port it listens on is reachable from the lab)")
+			p.markReady()
+			return
 		case <-tick:
 			addrs := socketAddrs(pid, proto, port)
 			switch {
@@ -351,7 +359,7 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 				p.line("sys", "ready")
 				p.markReady()
 				return
-			case why == "" && exposeUp == nil:
+			case why == "" && exposeUp == nil && learned == nil:
 				why = fmt.Sprintf("%s port %d is bound to %s only, which other hosts cannot reach (bind 0.0.0.0, or give host %s `expose: [%d]`)",
 					proto, port, addrs[0].Unmap(), p.host.Name, port)
 				p.line("sys", "not ready yet: "+why)

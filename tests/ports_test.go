@@ -1,0 +1,75 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Their own ports: students pick a port of their own and bind 127.0.0.1.
+// labctl learns it from the replaced server's sockets, exposes it to the
+// lab, forwards the clients' localhost:PORT to it, and leads the lab's own
+// port to it for the reference clients.
+
+// ownPortServer is studentServer on port 5555, bound to 127.0.0.1, reading
+// each message with one recv (studentClient sends it bare, with no
+// newline).
+var ownPortServer = strings.NewReplacer("BIND", `"127.0.0.1"`, "12000", "5555",
+	`c.makefile("r").readline().strip()`, `c.recv(1024).decode().strip()`).Replace(studentServer)
+
+// ownPortClient is studentClient connecting to localhost:5555.
+var ownPortClient = strings.Replace(studentClient, "12000", "5555", 1)
+
+func TestStudentServerAndClientOnTheirOwnPortPassTheXYLab(t *testing.T) {
+	dir := inFolder(t, map[string]string{"server.py": ownPortServer, "client.py": ownPortClient})
+	r := labctlIn(t, dir, "run", "xy", "--name", labName("ownp"),
+		"--program", "server=python3 server.py", "--program", "x=python3 client.py")
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, " 0 failed", "%s", r)
+	assert.Contains(t, r.stdout, "listens on tcp port 5555 (on 127.0.0.1, exposed on 10.0.0.1); localhost:5555 on x, y leads to it", "%s", r)
+	assert.Contains(t, r.stdout, "the lab's tcp port 12000 leads to xy's own port 5555", "%s", r)
+	// x is the student's client (on localhost:5555), y the reference one
+	// (on server:12000): both reach the student's server.
+	assert.Contains(t, r.stdout, "From Server: Y: Bob received before X: Alice", "%s", r)
+}
+
+func TestLocalhostAutoForwardsAServersOwnUDPPort(t *testing.T) {
+	// A lab that names no port at all: b's localhost: auto takes whatever
+	// port a's replaced server binds (UDP here, on 127.0.0.1).
+	server := "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 7171))\nwhile True:\n    b, peer = s.recvfrom(100)\n    print('got', b.decode(), flush=True)\n    s.sendto(b.upper(), peer)\n"
+	client := "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\nfor m in ['one', 'two']:\n    s.sendto(m.encode(), ('localhost', 7171))\n    print(s.recvfrom(100)[0].decode())\n"
+	dir := inFolder(t, map[string]string{"server.py": server, "client.py": client})
+	f := writeLab(t, "auto.yaml", twoHosts+`
+hosts:
+  a:
+    programs:
+      - {name: srv, command: "true", service: true, ready: {udp: 9000, timeout: 5s}}
+  b:
+    localhost: auto
+    programs:
+      - {name: cl, command: "true", after: [a/srv]}
+checks:
+  - {output: b/cl, matches: ['^ONE$', '^TWO$'], in_order: true}
+  - {output: a/srv, contains: [got one, got two]}
+  - {exit: b/cl}
+`)
+	r := labctlIn(t, dir, "run", "--name", labName("auto"), "-f", f,
+		"--program", "a=python3 server.py", "--program", "b=python3 client.py")
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "3 passed, 0 failed", "%s", r)
+	assert.Contains(t, r.stdout, "localhost:7171 on b leads to it", "%s", r)
+}
+
+func TestLocalhostAutoIsOnlyAWordOrAFlag(t *testing.T) {
+	f := writeLab(t, "badauto.yaml", twoHosts+`
+hosts:
+  a: {}
+  b:
+    localhost: everything
+`)
+	r := labctl(t, "up", "--name", labName("bada"), "-f", f)
+	require.NotEqual(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stderr, `"everything": want auto, or a mapping of ports to NODE or NODE:PORT`, "%s", r)
+}
