@@ -34,8 +34,8 @@ type fileNode struct {
 	// Localhost maps a loopback port to "NODE" or "NODE:PORT", or is
 	// "auto" (see localhostField).
 	Localhost localhostField `yaml:"localhost"`
-	Expose    []int             `yaml:"expose"`
-	Line      int               `yaml:"-"`
+	Expose    []int          `yaml:"expose"`
+	Line      int            `yaml:"-"`
 }
 
 type fileLink struct {
