@@ -65,11 +65,11 @@ func (p *proc) learns() bool {
 }
 
 // learnPorts watches the sockets of the program's process tree until it
-// exits, and publishes each port it listens on. The channel it returns is
-// closed once the first port is reachable from the lab (and forwarded on
-// the client hosts).
-func (p *proc) learnPorts(pid int, exited <-chan struct{}) <-chan struct{} {
-	first := make(chan struct{})
+// exits, and publishes each port it listens on. first is closed once the
+// first port is reachable from the lab (and forwarded on the client
+// hosts), named once proto/port is.
+func (p *proc) learnPorts(pid int, exited <-chan struct{}, proto string, port int) (first, named <-chan struct{}) {
+	firstC, namedC := make(chan struct{}), make(chan struct{})
 	go func() {
 		seen := map[string]bool{}
 		every, start := learnPoll, time.Now()
@@ -90,7 +90,10 @@ func (p *proc) learnPorts(pid int, exited <-chan struct{}) <-chan struct{} {
 				}
 				seen[k] = true
 				if p.s.publish(p, lp) {
-					once.Do(func() { close(first) })
+					once.Do(func() { close(firstC) })
+					if lp.proto == proto && lp.port == port {
+						close(namedC)
+					}
 				}
 			}
 			if time.Since(start) > learnFast {
@@ -105,7 +108,7 @@ func (p *proc) learnPorts(pid int, exited <-chan struct{}) <-chan struct{} {
 			}
 		}
 	}()
-	return first
+	return firstC, namedC
 }
 
 // publish makes one learned port reachable: exposed on the serving host's
@@ -182,6 +185,9 @@ func (s *Supervisor) publish(p *proc, lp learnedPort) bool {
 // s.auto.mu held.
 func (s *Supervisor) alias(p *proc, lp learnedPort) {
 	r, h := p.p.Ready, p.host
+	if p.p.StrictReady {
+		r = p.p.LabReady
+	}
 	if r == nil {
 		return
 	}
