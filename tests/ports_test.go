@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,4 +74,66 @@ hosts:
 	r := labctl(t, "up", "--name", labName("bada"), "-f", f)
 	require.NotEqual(t, 0, r.code, "%s", r)
 	assert.Contains(t, r.stderr, `"everything": want auto, or a mapping of ports to NODE or NODE:PORT`, "%s", r)
+}
+
+// manifestServer is ownPortServer on port 6060 that prints the first line
+// of motd.txt, a file its labctl.yaml serves, as its start line.
+var manifestServer = strings.NewReplacer("5555", "6060",
+	`print("Server is started")`, `print(open("motd.txt").read().strip())`).Replace(ownPortServer)
+
+func TestGradeOwnPortsAndManifests(t *testing.T) {
+	good := map[string]string{"server.py": ownPortServer, "client.py": ownPortClient}
+	withManifest := func(m string) map[string]string {
+		return map[string]string{"server.py": ownPortServer, "client.py": ownPortClient, "labctl.yaml": m}
+	}
+	cases := []gradeCase{
+		{name: "own-port", files: good},
+		// An odd layout, graded without touching the code: the manifest
+		// names the commands, the port, x's typing and a file to serve.
+		{name: "manifest", files: map[string]string{
+			"src/srv_main.py":  manifestServer,
+			"app/cli.py":       strings.Replace(studentClient, "12000", "6060", 1),
+			"data/motd.txt":    "Server is started\n",
+			"inputs/x.yaml":    "- {line: Alice, delay: 1500ms}\n",
+			"notes/README.txt": "not code\n",
+			"labctl.yaml": `roles:
+  server: {command: python3 src/srv_main.py, ports: [6060]}
+  x: {command: python3 app/cli.py, stdin: inputs/x.yaml}
+files:
+  server:
+    - {from: data/motd.txt, path: motd.txt}
+`}},
+		{name: "bad-host", files: withManifest("roles:\n  nosuch: {command: python3 server.py}\n")},
+		{name: "bad-port", files: withManifest("roles:\n  server: {ports: [70000]}\n")},
+		{name: "bad-file", files: withManifest("roles:\n  x: {stdin: ../../../etc/passwd}\n")},
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	for _, c := range cases {
+		for f, body := range c.files {
+			p := filepath.Join(dir, c.name, f)
+			require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+			require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		}
+	}
+	name := labName("gp")
+	out := filepath.Join(t.TempDir(), "report")
+	t.Cleanup(func() {
+		labctl(t, "grade", "down", name)
+		requireNoGradingLeft(t, name)
+	})
+	r := labctl(t, "grade", "xy", "--submissions", dir, "--name", name, "--out", out,
+		"--program", "server={run:server}", "--program", "x={run:client}")
+	require.Equal(t, 0, r.code, "%s", r)
+	rep := readReport(t, out)
+	require.Len(t, rep.Rows, len(cases))
+	got := map[string][2]string{}
+	for _, row := range rep.Rows {
+		got[row.Submission] = [2]string{row.Outcome, row.Reason}
+	}
+	assert.Equal(t, "pass", got["own-port"][0], got["own-port"][1])
+	assert.Equal(t, "pass", got["manifest"][0], got["manifest"][1])
+	assert.Equal(t, [2]string{"not-gradable", `labctl.yaml: roles.nosuch: the lab "xy" has no host "nosuch"`}, got["bad-host"])
+	assert.Equal(t, [2]string{"not-gradable", `labctl.yaml: roles.server.ports: "70000": want a port 1-65535 (or tcp:PORT, udp:PORT)`}, got["bad-port"])
+	assert.Equal(t, [2]string{"not-gradable", `labctl.yaml: roles.x.stdin: "../../../etc/passwd" is outside the submission`}, got["bad-file"])
 }

@@ -100,7 +100,8 @@ func loadManifest(dir string, lab *topo.Lab, roles []role) (*manifestPlan, error
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", ManifestName, err)
+		// yaml's errors span lines; a row's reason is one.
+		return nil, fmt.Errorf("%s: %s", ManifestName, strings.Join(strings.Fields(err.Error()), " "))
 	}
 	mp := &manifestPlan{commands: map[string]string{}, ports: map[string][]port{}, stdin: map[string]stdinFile{}, files: map[string][]topo.File{}}
 	for _, name := range sortedKeys(m.Roles) {
