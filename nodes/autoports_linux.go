@@ -178,6 +178,22 @@ func (s *Supervisor) publish(p *proc, lp learnedPort) bool {
 	return true
 }
 
+// labPort is the port the lab names for a program (its ready: port
+// before --ready replaced it), 0 if none.
+func labPort(p topo.Program) int {
+	r := p.Ready
+	if p.StrictReady {
+		r = p.LabReady
+	}
+	if r == nil {
+		return 0
+	}
+	if r.UDP != "" {
+		return topo.ParsePort(r.UDP)
+	}
+	return topo.ParsePort(r.TCP)
+}
+
 // alias leads the port the lab names for a replaced server (its ready:
 // port) to the first port of that protocol the program listens on
 // instead, on the host's lab addresses: the lab's reference clients, and

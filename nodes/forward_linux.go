@@ -327,14 +327,19 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	// The socket tables of the host also count, as for the lab's own
+	// programs (a server that daemonizes leaves its process tree), for
+	// the lab's port and exposed ones, whose forwarders the lab declares;
+	// a port named only by --ready is the learner's alone.
+	direct := !learning || exposes(p.host, port) || port == labPort(p.p)
 	var tick <-chan time.Time
-	if (r.TCP != "" || r.UDP != "") && !learning {
+	if (r.TCP != "" || r.UDP != "") && direct {
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		tick = t.C
 	}
 	var exposeUp chan struct{}
-	if exposes(p.host, port) && !learning {
+	if exposes(p.host, port) && direct {
 		exposeUp = p.s.exposed.ch(p.host.Name, proto, port)
 	}
 	why := ""
@@ -373,7 +378,7 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 				p.line("sys", "ready")
 				p.markReady()
 				return
-			case why == "" && exposeUp == nil:
+			case why == "" && exposeUp == nil && !learning:
 				why = fmt.Sprintf("%s port %d is bound to %s only, which other hosts cannot reach (bind 0.0.0.0, or give host %s `expose: [%d]`)",
 					proto, port, addrs[0].Unmap(), p.host.Name, port)
 				p.line("sys", "not ready yet: "+why)
