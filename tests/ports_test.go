@@ -137,3 +137,41 @@ files:
 	assert.Equal(t, [2]string{"not-gradable", `labctl.yaml: roles.server.ports: "70000": want a port 1-65535 (or tcp:PORT, udp:PORT)`}, got["bad-port"])
 	assert.Equal(t, [2]string{"not-gradable", `labctl.yaml: roles.x.stdin: "../../../etc/passwd" is outside the submission`}, got["bad-file"])
 }
+
+func TestReadyFlagMakesAReplacedServerWaitForThatPort(t *testing.T) {
+	// The server opens a port of no interest first, and its service port
+	// a second later: with --ready only the named port makes it ready, and
+	// b's localhost reaches both.
+	server := `import socket, time
+def listen(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port)); s.listen(4); return s
+admin = listen(5555)
+print("admin up", flush=True)
+time.sleep(1)
+srv = listen(7000)
+print("service up", flush=True)
+c, _ = srv.accept()
+c.sendall(b"hello from 7000\n")
+c.close()
+`
+	client := "import socket\ns = socket.create_connection(('localhost', 7000), timeout=5)\nprint(s.makefile().readline().strip())\n"
+	dir := inFolder(t, map[string]string{"server.py": server, "client.py": client})
+	f := writeLab(t, "strict.yaml", twoHosts+`
+hosts:
+  a:
+    programs:
+      - {name: srv, command: "true", ready: {tcp: 9000, timeout: 10s}, time_limit: 20s}
+  b:
+    localhost: auto
+    programs:
+      - {name: cl, command: "true", after: [a/srv]}
+checks:
+  - {output: b/cl, contains: hello from 7000}
+`)
+	r := labctlIn(t, dir, "run", "--name", labName("strict"), "-f", f,
+		"--program", "a=python3 server.py", "--program", "b=python3 client.py", "--ready", "a=tcp:7000")
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Regexp(t, `(?s)listens on tcp port 5555 .*service up.*listens on tcp port 7000 .*ready \(tcp port 7000 reachable from the lab\).*b/cl\s+\* started`, r.stdout)
+	assert.NotContains(t, r.stdout, "a port it listens on is reachable")
+}
