@@ -196,7 +196,8 @@ func labPort(p topo.Program) int {
 
 // alias leads the port the lab names for a replaced server (its ready:
 // port) to the first port of that protocol the program listens on
-// instead, on the host's lab addresses: the lab's reference clients, and
+// instead (the lowest of those seen at once; with --ready, the port it
+// names), on the host's lab addresses: the lab's reference clients, and
 // the clients' localhost: forwarders of that port, reach it. Called with
 // s.auto.mu held.
 func (s *Supervisor) alias(p *proc, lp learnedPort) {
@@ -214,6 +215,17 @@ func (s *Supervisor) alias(p *proc, lp learnedPort) {
 	ak := h.Name + "/alias/" + lp.proto
 	if want <= 0 || want == lp.port || s.auto.done[ak] {
 		return
+	}
+	if p.p.StrictReady && p.p.Ready != nil {
+		// The port named for the program is its service: only that one
+		// stands for the lab's.
+		named := p.p.Ready.TCP
+		if lp.proto == "udp" {
+			named = p.p.Ready.UDP
+		}
+		if topo.ParsePort(named) != lp.port {
+			return
+		}
 	}
 	s.auto.done[ak] = true
 	to := lp.addrs[0].Unmap()

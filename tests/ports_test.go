@@ -174,4 +174,5 @@ checks:
 	require.Equal(t, 0, r.code, "%s", r)
 	assert.Regexp(t, `(?s)listens on tcp port 5555 .*service up.*listens on tcp port 7000 .*ready \(tcp port 7000 reachable from the lab\).*b/cl\s+\* started`, r.stdout)
 	assert.NotContains(t, r.stdout, "a port it listens on is reachable")
+	assert.Contains(t, r.stdout, "the lab's tcp port 9000 leads to srv's own port 7000", "the named port stands for the lab's, not the first")
 }
