@@ -45,6 +45,8 @@ type autoPorts struct {
 	ctx  context.Context
 	mu   sync.Mutex
 	done map[string]bool
+	// to: "client/proto/port" -> the host its forwarder leads to.
+	to map[string]string
 }
 
 // learnedPort is one socket a program listens on.
@@ -154,12 +156,15 @@ func (s *Supervisor) publish(p *proc, lp learnedPort) bool {
 				}
 				continue
 			}
-			ck := c.Name + "/fwd/" + lp.proto + "/" + strconv.Itoa(lp.port)
-			if s.auto.done[ck] {
+			ck := c.Name + "/" + lp.proto + "/" + strconv.Itoa(lp.port)
+			if to, ok := s.auto.to[ck]; ok {
+				if to != h.Name {
+					s.emit("labctl", "sys", fmt.Sprintf("%s: localhost %s port %d already leads to %s, not to %s", c.Name, lp.proto, lp.port, to, h.Name))
+				}
 				continue
 			}
 			if s.forwardLocal(ctx, c, lp.proto, lp.port, target) {
-				s.auto.done[ck] = true
+				s.auto.to[ck] = h.Name
 				clients = append(clients, c.Name)
 			}
 		}

@@ -109,7 +109,7 @@ func NewSupervisor(lab string, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{plan: plan, st: st, log: log.With("lab", lab), byKey: map[string]*proc{},
-		exposed: exposed{ports: map[string]chan struct{}{}}, auto: autoPorts{done: map[string]bool{}}}
+		exposed: exposed{ports: map[string]chan struct{}{}}, auto: autoPorts{done: map[string]bool{}, to: map[string]string{}}}
 	for _, h := range plan.Hosts {
 		for _, p := range h.Programs {
 			pr := &proc{s: s, host: h, p: p, key: h.Name + "/" + p.Name, state: StateWaiting,
