@@ -52,6 +52,9 @@ type PlanHost struct {
 	Hosts     string         `json:"hosts,omitempty"`
 	Localhost []topo.Forward `json:"localhost,omitempty"`
 	Expose    []int          `json:"expose,omitempty"`
+	// LocalhostAuto: the host forwards the ports replaced servers learn
+	// (autoports_linux.go).
+	LocalhostAuto bool `json:"localhost_auto,omitempty"`
 	// CopyFrom is the folder whose files an overridden program finds in
 	// its home (a writable copy), "" if none.
 	CopyFrom string `json:"copy_from,omitempty"`
@@ -198,11 +201,11 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	}
 	var longest, delays time.Duration
 	for _, n := range lab.Nodes {
-		if n.Kind == topo.Switch || (len(n.Programs) == 0 && len(n.Files) == 0 && len(n.Localhost) == 0) {
+		if n.Kind == topo.Switch || (len(n.Programs) == 0 && len(n.Files) == 0 && len(n.Localhost) == 0 && !n.LocalhostAuto) {
 			continue
 		}
 		h := PlanHost{Name: n.Name, NS: NSName(st.Lab, n.Name), Home: HomeDir(st.Lab, n.Name), Files: n.Files,
-			Hosts: HostsPath(st.Lab, n.Name), Expose: n.Expose}
+			Hosts: HostsPath(st.Lab, n.Name), Expose: n.Expose, LocalhostAuto: n.LocalhostAuto}
 		for _, i := range n.Ifaces {
 			if i.Addr != "" {
 				h.Addrs = append(h.Addrs, strings.SplitN(i.Addr, "/", 2)[0])

@@ -54,6 +54,7 @@ type Supervisor struct {
 	byKey map[string]*proc
 
 	exposed exposed
+	auto    autoPorts // autoports_linux.go
 }
 
 type proc struct {
@@ -111,7 +112,7 @@ func NewSupervisor(lab string, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{plan: plan, st: st, log: log.With("lab", lab), byKey: map[string]*proc{},
-		exposed: exposed{ports: map[string]chan struct{}{}}}
+		exposed: exposed{ports: map[string]chan struct{}{}}, auto: autoPorts{done: map[string]bool{}, to: map[string]string{}}}
 	for _, h := range plan.Hosts {
 		for _, p := range h.Programs {
 			pr := &proc{s: s, host: h, p: p, key: h.Name + "/" + p.Name, state: StateWaiting,
@@ -140,6 +141,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.emit("labctl", "sys", "cannot prepare the hosts: "+err.Error())
 		return err
 	}
+	s.auto.ctx = ctx
 	s.startLocalhost(ctx)
 	for _, h := range s.plan.Hosts {
 		if len(h.Expose) > 0 {

@@ -53,6 +53,10 @@ type Node struct {
 	// connection to 127.0.0.1:PORT (or to the host's own name) reaches
 	// the target's port. Sorted by port.
 	Localhost []Forward
+	// LocalhostAuto (`localhost: auto`, or the key auto in the map)
+	// forwards every port a replaced server of the lab listens on (see
+	// docs/labfile.md, "Their own ports").
+	LocalhostAuto bool
 	// Expose makes TCP servers that listen only on loopback (127.0.0.1 or
 	// the host's own name) reachable on the host's lab addresses.
 	Expose []int

@@ -58,7 +58,14 @@ type Program struct {
 	// Overridden is set by OverrideProgram: the command came from the
 	// command line, so relative paths in it are the invoking user's.
 	Overridden bool `yaml:"-"`
-	Line       int  `yaml:"-"`
+	// StrictReady: the readiness was named for this program (--ready, a
+	// submission's labctl.yaml), so a replaced server is ready only on
+	// that port, not on any port it listens on.
+	StrictReady bool `yaml:"-"`
+	// LabReady is the lab's readiness before --ready replaced it: the
+	// lab's port a replaced server's own port stands for.
+	LabReady *Ready `yaml:"-"`
+	Line     int    `yaml:"-"`
 }
 
 // Ready is a readiness condition, always with a deadline.
@@ -655,7 +662,10 @@ func (lab *Lab) OverrideReady(spec string) error {
 	default:
 		return fmt.Errorf("--ready %q: want HOST=tcp:PORT, udp:PORT, line:REGEXP or none", spec)
 	}
-	p.Ready = r
+	if !p.StrictReady {
+		p.LabReady = p.Ready
+	}
+	p.Ready, p.StrictReady = r, true
 	return nil
 }
 
