@@ -104,40 +104,48 @@ func loadManifest(dir string, lab *topo.Lab, roles []role) (*manifestPlan, error
 		return nil, fmt.Errorf("%s: %s", ManifestName, strings.Join(strings.Fields(err.Error()), " "))
 	}
 	mp := &manifestPlan{commands: map[string]string{}, ports: map[string][]port{}, stdin: map[string]stdinFile{}, files: map[string][]topo.File{}}
-	for _, name := range sortedKeys(m.Roles) {
-		mr := m.Roles[name]
-		where := fmt.Sprintf("%s: roles.%s", ManifestName, name)
-		host, _, _ := strings.Cut(name, "/")
-		if lab.Node(host) == nil {
-			return nil, fmt.Errorf("%s: the lab %q has no host %q", where, lab.Name, host)
+	for _, given := range sortedKeys(m.Roles) {
+		mr := m.Roles[given]
+		// A role of the lab (a pair lab's `client`) stands for each of its
+		// programs; anything else names one host or host/program.
+		names := []string{given}
+		if members, ok := lab.Roles[given]; ok && lab.Node(given) == nil {
+			names = members
 		}
-		r, ok := findRole(roles, name)
-		if !ok {
-			return nil, fmt.Errorf("%s: %q is not a program this grading replaces (%s)", where, name, roleList(roles))
-		}
-		if strings.TrimSpace(mr.Command) != "" {
-			if _, err := topo.SplitCommand(mr.Command); err != nil {
-				return nil, fmt.Errorf("%s.command: %w", where, err)
+		for _, name := range names {
+			where := fmt.Sprintf("%s: roles.%s", ManifestName, given)
+			host, _, _ := strings.Cut(name, "/")
+			if lab.Node(host) == nil {
+				return nil, fmt.Errorf("%s: the lab %q has no host %q", where, lab.Name, host)
 			}
-			mp.commands[r.key] = mr.Command
-		}
-		if len(mr.Ports) > maxPorts {
-			return nil, fmt.Errorf("%s.ports: %d ports, more than %d", where, len(mr.Ports), maxPorts)
-		}
-		for _, s := range mr.Ports {
-			p, err := parseManifestPort(s)
-			if err != nil {
-				return nil, fmt.Errorf("%s.ports: %w", where, err)
+			r, ok := findRole(roles, name)
+			if !ok {
+				return nil, fmt.Errorf("%s: %q is not a program this grading replaces (%s)", where, name, roleList(roles))
 			}
-			mp.ports[r.key] = append(mp.ports[r.key], p)
-		}
-		if mr.Stdin != "" {
-			data, err := readInside(dir, mr.Stdin, maxStdinFile)
-			if err != nil {
-				return nil, fmt.Errorf("%s.stdin: %w", where, err)
+			if strings.TrimSpace(mr.Command) != "" {
+				if _, err := topo.SplitCommand(mr.Command); err != nil {
+					return nil, fmt.Errorf("%s.command: %w", where, err)
+				}
+				mp.commands[r.key] = mr.Command
 			}
-			ext := strings.ToLower(filepath.Ext(mr.Stdin))
-			mp.stdin[r.key] = stdinFile{data: data, yaml: ext == ".yaml" || ext == ".yml"}
+			if len(mr.Ports) > maxPorts {
+				return nil, fmt.Errorf("%s.ports: %d ports, more than %d", where, len(mr.Ports), maxPorts)
+			}
+			for _, s := range mr.Ports {
+				p, err := parseManifestPort(s)
+				if err != nil {
+					return nil, fmt.Errorf("%s.ports: %w", where, err)
+				}
+				mp.ports[r.key] = append(mp.ports[r.key], p)
+			}
+			if mr.Stdin != "" {
+				data, err := readInside(dir, mr.Stdin, maxStdinFile)
+				if err != nil {
+					return nil, fmt.Errorf("%s.stdin: %w", where, err)
+				}
+				ext := strings.ToLower(filepath.Ext(mr.Stdin))
+				mp.stdin[r.key] = stdinFile{data: data, yaml: ext == ".yaml" || ext == ".yml"}
+			}
 		}
 	}
 	n := 0

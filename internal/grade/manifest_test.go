@@ -97,3 +97,22 @@ func TestBadManifestsSayWhatIsWrong(t *testing.T) {
 	_, err = loadManifest(big, lab, xyRoles())
 	assert.EqualError(t, err, "labctl.yaml: over 64 KiB")
 }
+
+// A pair lab's role (`client`) in a manifest stands for each of its hosts.
+func TestManifestRoleOfTheLabCoversItsHosts(t *testing.T) {
+	lab, err := topo.Builtin("filesvc-pair")
+	require.NoError(t, err)
+	var roles []role
+	for _, h := range lab.Roles["client"] {
+		n := lab.Node(h)
+		require.NotNil(t, n, h)
+		roles = append(roles, role{key: h + "/" + n.Programs[0].Name, host: h, ref: h, template: "{run:client}"})
+	}
+	dir := manifestDir(t, map[string]string{"in.txt": "list\n", ManifestName: "roles:\n  client: {command: python3 c.py, stdin: in.txt}\n"})
+	mp, err := loadManifest(dir, lab, roles)
+	require.NoError(t, err)
+	for _, r := range roles {
+		assert.Equal(t, "python3 c.py", mp.template(r), r.host)
+		assert.Contains(t, mp.stdin, r.key)
+	}
+}
