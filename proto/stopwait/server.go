@@ -132,6 +132,10 @@ func (srv *server) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		if v.end {
 			log.Info("session ended", "reason", "TCHAU", "delivered", sess.expected)
+			// A faulty client may still have late copies in flight: closing
+			// with them unread would reset the connection, and the reset can
+			// overtake the BYE just sent.
+			wire.CloseGently(conn)
 			return
 		}
 	}
