@@ -219,6 +219,9 @@ func Download(ctx context.Context, pc net.PacketConn, server net.Addr, dir, name
 	if hex.EncodeToString(want) != r.res.SHA256 {
 		return r.res, fmt.Errorf("download %q: %w: got %s, want %s", name, ErrMismatch, r.res.SHA256, sum)
 	}
+	if err := f.Chmod(0o644); err != nil {
+		return r.res, fmt.Errorf("download %q: %w", name, err)
+	}
 	if err := f.Close(); err != nil {
 		return r.res, fmt.Errorf("download %q: %w", name, err)
 	}
