@@ -33,9 +33,10 @@
 //	/upload <name> <size>     + <size> raw bytes → "OK <sha256-hex>"
 //	/files                    the shared file names, sorted, one a line, then "."
 //	/download <name>          "FILE <name> <size>" + <size> raw bytes, or "ERROR <reason>"
-//	/get <name>               "ERROR /get (reliable UDP download) is not available yet"
-//	                          until a GetHandler is set (section 5 of the contract:
-//	                          it then answers "UDP <port> <size> <sha256>")
+//	/get <name> [seed|sack]   "UDP <port> <size> <sha256>" and the file over reliable
+//	                          UDP on that port (section 5, get.go, package proto/rudp),
+//	                          or "ERROR <reason>"; without a GetHandler
+//	                          "ERROR /get (reliable UDP download) is not available yet"
 //	/quit                     "BYE", then the server closes the connection
 //
 // Blank lines are ignored. Other "/" words get "ERROR unknown command …".

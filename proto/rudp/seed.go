@@ -9,7 +9,9 @@ import "time"
 // segments are IP-fragmented (a 60 KB one is 42 fragments), so one lost
 // fragment loses the segment. What the seed lacked, so that it always
 // finishes: the handshake is retransmitted, and so is every segment until
-// it is ACKed (its id and bytes kept); at most seedWindow are in flight.
+// it is ACKed (its id and bytes kept, every max(2 RTO, 100ms) up to 1s, with
+// no backoff, so the client keeps hearing from a sender even at 30% loss of
+// fragments); at most seedWindow are in flight.
 const (
 	seedMinKB  = 8
 	seedMaxKB  = 60
@@ -18,19 +20,18 @@ const (
 	seedWindow = 16 // segments in flight (at most 960 KB)
 	seedPause  = time.Second
 	seedMinRTO = 100 * time.Millisecond
-	seedMaxRTO = 2 * time.Second
+	seedMaxRTO = time.Second // no exponential backoff: the seed kept sending
 	// finalProbe bounds the wait between probes for the ACK-ALL (well
 	// inside the receiver's Linger).
 	finalProbe = 200 * time.Millisecond
 )
 
 type seedSeg struct {
-	id      uint32
-	off     int64
-	n       int
-	sentAt  time.Time
-	tx      uint32
-	backoff uint
+	id     uint32
+	off    int64
+	n      int
+	sentAt time.Time
+	tx     uint32
 }
 
 type seedSender struct {
@@ -82,7 +83,7 @@ func (a *seedSender) onPacket(m inbound) {
 }
 
 func (a *seedSender) rto(sg *seedSeg) time.Duration {
-	r := min(max(2*a.s.rto(), seedMinRTO)<<sg.backoff, seedMaxRTO)
+	r := min(max(2*a.s.rto(), seedMinRTO), seedMaxRTO)
 	if a.nextOff >= a.s.size { // the last segments: their answer may be an ACK-ALL, keep probing
 		r = min(r, finalProbe)
 	}
@@ -105,7 +106,6 @@ func (a *seedSender) step(now time.Time) time.Time {
 		sg := &a.segs[i]
 		if now.Sub(sg.sentAt) >= a.rto(sg) { // silence
 			a.shrink()
-			sg.backoff = min(sg.backoff+1, 4)
 			a.resend(sg, now)
 		}
 		if t := sg.sentAt.Add(a.rto(sg)); t.Before(wake) {
