@@ -2,10 +2,12 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,10 +29,18 @@ import (
 // namespaces: the chat server in h1, clients in h2 and h3 behind links that
 // lose 30% each way, duplicate, reorder and corrupt (the programs send UDP
 // without its checksum, so the userspace engine's corruption reaches the
-// protocol's CRC-32C), and h4 on a clean link for garbage.
+// protocol's CRC-32C), and h4 on a clean link for garbage. The clients'
+// IP reassembly gets more memory and a shorter timer: at 30% loss most of
+// the seed's fragmented segments arrive incomplete, and with the kernel's
+// defaults (4 MB, 30 s) their leftovers fill the reassembly memory within
+// seconds, after which every fragment is dropped until they time out.
 const rudpLabFile = `
 seed: 11
-hosts: [h1, h2, h3, h4]
+hosts:
+  h1: {}
+  h2: {sysctls: {net/ipv4/ipfrag_high_thresh: "67108864", net/ipv4/ipfrag_time: "5"}}
+  h3: {sysctls: {net/ipv4/ipfrag_high_thresh: "67108864", net/ipv4/ipfrag_time: "5"}}
+  h4: {}
 switches: [s1]
 links:
   - endpoints: [h1, s1]
@@ -48,6 +58,24 @@ func rudpLab(t *testing.T) string {
 	return lab
 }
 
+// warmARP connects from each host to the chat server until it works: at
+// 30% loss each way an ARP exchange fails about half the time, and a
+// client's connect fails outright when three in a row do.
+func warmARP(t *testing.T, lab string, hosts ...string) {
+	t.Helper()
+	for _, h := range hosts {
+		var err error
+		for i := 0; i < 20; i++ {
+			var c net.Conn
+			if c, err = tryDialIn(lab, h, "10.0.0.1:5002"); err == nil {
+				c.Close()
+				break
+			}
+		}
+		require.NoError(t, err, "no connection from %s to the server in 20 tries", h)
+	}
+}
+
 // proc is a program the test runs in a lab host, its stdout collected.
 type proc struct{ *server }
 
@@ -58,6 +86,8 @@ func runIn(t *testing.T, lab, host string, args ...string) *proc {
 	s := &server{t: t, cmd: exec.Command(bin, full...), done: make(chan struct{}), seen: make(chan struct{})}
 	out, err := s.cmd.StdoutPipe()
 	require.NoError(t, err)
+	var stderr syncBuffer
+	s.cmd.Stderr = &stderr
 	require.NoError(t, s.cmd.Start())
 	go func() {
 		defer close(s.done)
@@ -75,7 +105,7 @@ func runIn(t *testing.T, lab, host string, args ...string) *proc {
 	t.Cleanup(func() {
 		s.stop(syscall.SIGKILL)
 		if t.Failed() {
-			t.Logf("%s in %s printed:\n%s", args[0], host, s.output())
+			t.Logf("%s in %s printed:\n%s\nstderr:\n%s", args[0], host, s.output(), stderr.String())
 		}
 	})
 	return &proc{server: s}
@@ -162,6 +192,7 @@ func TestRUDPManyDownloadsUnderLoss(t *testing.T) {
 		t.Logf("%s: %d bytes, %s", name, size, algo)
 	}
 	srv := startServer(t, lab, 5002, "chat-server", "--repo", repo)
+	warmARP(t, lab, "h2", "h3")
 
 	// Four clients at once, two per lossy host, each fetching its share in turn.
 	const clients = 4
@@ -245,7 +276,8 @@ func TestRUDPBusyPoolGarbageVanishedClientAndKilledServer(t *testing.T) {
 	bigSum := writeRandom(t, filepath.Join(repo, "big.bin"), 20<<20, r)
 	writeRandom(t, filepath.Join(repo, "small.bin"), 1000, r)
 	srv := startServer(t, lab, 5002, "chat-server", "--repo", repo,
-		"--udp-ports", "55001-55001", "--udp-idle-timeout", "2s", "--udp-max-rate", "25")
+		"--udp-ports", "55001-55001", "--udp-idle-timeout", "2s", "--udp-max-rate", "10")
+	warmARP(t, lab, "h2", "h3")
 
 	// One port: a second /get while a transfer runs is refused at once;
 	// garbage and forged datagrams at the transfer port change nothing.
@@ -283,6 +315,7 @@ func TestRUDPBusyPoolGarbageVanishedClientAndKilledServer(t *testing.T) {
 	dirK := t.TempDir()
 	k := getter(t, lab, "h2", "k", dirK, "/get big.bin")
 	k.waitLine(`^UDP 55001 `, 20*time.Second)
+	waitPartial(t, dirK, 1<<20, 30*time.Second)
 	srv.stop(syscall.SIGKILL)
 	killed := time.Now()
 	out = k.wait(30 * time.Second)
@@ -299,6 +332,22 @@ func TestRUDPBusyPoolGarbageVanishedClientAndKilledServer(t *testing.T) {
 	assert.Empty(t, ents, "no partial file, under any name")
 }
 
+// waitPartial waits until a download's temp file in dir holds n bytes.
+func waitPartial(t *testing.T, dir string, n int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".part") && info.Size() >= n {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file that grows; bounded by the deadline
+	}
+	t.Fatalf("no temp file of %d bytes in %s within %v", n, dir, timeout)
+}
+
 func filterSaved(lines []string) []string {
 	var s []string
 	for _, l := range lines {
@@ -307,4 +356,22 @@ func filterSaved(lines []string) []string {
 		}
 	}
 	return s
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
