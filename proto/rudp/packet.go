@@ -45,7 +45,7 @@ const (
 	synLen     = 4
 	synackLen  = 16
 	dataHdrLen = 24 // then the payload
-	sackFixed  = 26 // then 8 bytes per range
+	sackFixed  = 34 // then 8 bytes per range
 	nackLen    = 4
 	ackAllLen  = 40
 	// MaxRanges bounds the SACK ranges one ACK carries (lowest first).
@@ -110,6 +110,7 @@ type Packet struct {
 
 	Cum      uint32  // SACK: every id below Cum is held
 	Received uint32  // SACK: good DATA datagrams received so far (duplicates too)
+	RecvTS   uint64  // SACK: the receiver's clock (ns) when the answered DATA arrived
 	Ranges   []Range // SACK: held ids above Cum, lowest first, at most MaxRanges
 
 	SHA    [32]byte // ACK-ALL: SHA-256 of the file as received
@@ -166,6 +167,7 @@ func (p *Packet) Append(b []byte) []byte {
 		b = be.AppendUint32(b, p.Tx)
 		b = be.AppendUint64(b, p.TS)
 		b = be.AppendUint32(b, p.Received)
+		b = be.AppendUint64(b, p.RecvTS)
 		n := min(len(p.Ranges), MaxRanges)
 		b = be.AppendUint16(b, uint16(n))
 		for _, r := range p.Ranges[:n] {
@@ -215,7 +217,7 @@ func Parse(b []byte) (Packet, error) {
 		p.ID = be.Uint32(body) // read before the CRC check, for NACK
 	case KindSACK:
 		if len(body) < sackFixed || (len(body)-sackFixed)%8 != 0 ||
-			int(be.Uint16(body[24:])) != (len(body)-sackFixed)/8 || (len(body)-sackFixed)/8 > MaxRanges {
+			int(be.Uint16(body[32:])) != (len(body)-sackFixed)/8 || (len(body)-sackFixed)/8 > MaxRanges {
 			return p, ErrLength
 		}
 	case KindRST:
@@ -247,7 +249,8 @@ func Parse(b []byte) (Packet, error) {
 		p.Tx = be.Uint32(body[8:])
 		p.TS = be.Uint64(body[12:])
 		p.Received = be.Uint32(body[20:])
-		n := int(be.Uint16(body[24:]))
+		p.RecvTS = be.Uint64(body[24:])
+		n := int(be.Uint16(body[32:]))
 		if n > 0 {
 			p.Ranges = make([]Range, n)
 			for i := range p.Ranges {

@@ -164,6 +164,8 @@ type receiver struct {
 	buf    []byte
 	rngBuf []Range
 	srtt   time.Duration
+	start  time.Time
+	readAt time.Time // when the last datagram was read
 }
 
 // Download fetches name (size bytes, SHA-256 sum as hex) from the transfer
@@ -201,6 +203,7 @@ func Download(ctx context.Context, pc net.PacketConn, server net.Addr, dir, name
 		f: f, win: newWindow(cfg.Window), drops: &Drops{}, buf: make([]byte, 65536),
 		rng: mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	r.res = Result{Size: size, Drops: r.drops}
+	r.start = time.Now()
 	defer func() { _ = pc.SetReadDeadline(time.Time{}) }()
 	start := time.Now()
 	if err := r.handshake(ctx); err != nil {
@@ -256,6 +259,7 @@ func (r *receiver) next(ctx context.Context, deadline time.Time) (Packet, error)
 		// Wake at least every 200ms to notice ctx.
 		_ = r.pc.SetReadDeadline(minTime(deadline, time.Now().Add(200*time.Millisecond)))
 		n, addr, err := r.pc.ReadFrom(r.buf)
+		r.readAt = time.Now()
 		if err != nil {
 			if isTimeout(err) {
 				if !time.Now().Before(deadline) {
@@ -398,7 +402,7 @@ func (r *receiver) data(p *Packet) error {
 	}
 	r.rngBuf = r.win.ranges(r.rngBuf)
 	r.send(&Packet{Kind: KindSACK, Cum: r.win.cum, ID: p.ID, Tx: p.Tx, TS: p.TS,
-		Received: uint32(r.res.Received), Ranges: r.rngBuf})
+		Received: uint32(r.res.Received), RecvTS: uint64(r.readAt.Sub(r.start)), Ranges: r.rngBuf})
 	return nil
 }
 

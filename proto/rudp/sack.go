@@ -9,9 +9,10 @@ import (
 // is the receiver's measured delivery rate divided by (1 - measured loss),
 // times a gain that probes for more (BBR's cycle). A queue is told apart
 // from random loss by the RTT: random loss leaves the RTT at its minimum,
-// a queue that builds up raises even the smallest RTT of a round above
-// minRTT*5/4 + 1ms, and then the next round sends at 3/4 of the estimate
-// (or 1/2 when leaving startup) until it drains.
+// a standing queue raises even the smallest RTT of a round above
+// minRTT*3/2 + 2ms, and then the next round sends at 3/4 of the estimate
+// (or 1/2 when leaving startup) until it drains. (The 1.25 probe round
+// builds a small queue on purpose; the 0.75 round after it drains it.)
 
 // Gains.
 const (
@@ -57,7 +58,7 @@ type sackSender struct {
 	lastTok      time.Time
 	lastProbe    time.Time
 
-	sampAt          time.Time
+	sampAt          uint64 // receiver's clock at the sample's start (0: none yet)
 	sampRecv, sampT uint32
 	bw              [bwWindowLen]float64 // delivery-rate samples, segments/s
 	bwi             int
@@ -149,14 +150,16 @@ func (a *sackSender) onPacket(m inbound) {
 }
 
 // sample measures the delivery rate and the loss over at least one RTT,
-// from the receiver's count of good datagrams and the echoed tx number.
-func (a *sackSender) sample(at time.Time, p *Packet) {
-	if a.sampAt.IsZero() {
-		a.sampAt, a.sampRecv, a.sampT = at, p.Received, p.Tx
+// from the receiver's count of good datagrams, on the receiver's clock (so
+// the ACKs' way back, and when this loop gets to run, add no noise), and
+// the echoed tx number.
+func (a *sackSender) sample(_ time.Time, p *Packet) {
+	if a.sampAt == 0 {
+		a.sampAt, a.sampRecv, a.sampT = max(p.RecvTS, 1), p.Received, p.Tx
 		return
 	}
-	dt := at.Sub(a.sampAt)
-	if dt < max(a.s.srtt, 5*time.Millisecond) || p.Tx <= a.sampT {
+	dt := time.Duration(p.RecvTS - a.sampAt)
+	if p.RecvTS < a.sampAt || dt < max(a.s.srtt, 5*time.Millisecond) || p.Tx <= a.sampT {
 		return
 	}
 	drecv := float64(p.Received - a.sampRecv)
@@ -165,19 +168,32 @@ func (a *sackSender) sample(at time.Time, p *Packet) {
 	a.bwi++
 	ls := math.Max(0, math.Min(maxLossEst, 1-drecv/dtx))
 	a.loss += (ls - a.loss) * math.Min(1, dtx/256)
-	a.sampAt, a.sampRecv, a.sampT = at, p.Received, p.Tx
+	a.sampAt, a.sampRecv, a.sampT = p.RecvTS, p.Received, p.Tx
 }
 
+// maxBW is the second largest recent delivery-rate sample: the max filter
+// of BBR, less its single worst outlier (a receiver that was descheduled
+// reads a backlog at once and reports a burst no link delivered).
 func (a *sackSender) maxBW() float64 {
-	m := 0.0
+	m1, m2 := 0.0, 0.0
 	for _, b := range a.bw {
-		m = math.Max(m, b)
+		if b > m1 {
+			m1, m2 = b, m1
+		} else if b > m2 {
+			m2 = b
+		}
 	}
-	return m
+	if a.bwi < 2 {
+		return m1
+	}
+	return m2
 }
 
 func (a *sackSender) endRound() {
-	queue := a.roundMinRTT > 0 && a.roundMinRTT > a.s.minRTT*5/4+time.Millisecond
+	queue := a.roundMinRTT > 0 && a.roundMinRTT > a.s.minRTT*3/2+2*time.Millisecond
+	a.s.cfg.Logger.Debug("sack round", "bw_pps", int(a.maxBW()), "loss", a.loss, "gain", a.gain, "rate_pps", int(a.rate),
+		"round_min_rtt", a.roundMinRTT, "min_rtt", a.s.minRTT, "srtt", a.s.srtt, "inflight", a.inflight, "cwnd", a.cwnd(),
+		"retransmits", a.s.stats.Retransmits, "sent", a.s.stats.Sent)
 	a.roundMinRTT = 0
 	bw := a.maxBW()
 	if a.startup {

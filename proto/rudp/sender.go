@@ -254,8 +254,10 @@ func (s *session) rttSample(r time.Duration) {
 
 // rto is how long a transmission may go unanswered before it is presumed lost.
 func (s *session) rto() time.Duration {
+	// Generous: overtaken transmissions are caught sooner by the RACK rule;
+	// the RTO is for the tail, and firing early is wasted capacity.
 	r := s.srtt + 4*s.rttvar
-	return max(r, s.minRTT+5*time.Millisecond, 15*time.Millisecond)
+	return max(r, 2*s.srtt, s.minRTT+10*time.Millisecond, 20*time.Millisecond)
 }
 
 func (s *session) handshake(ctx context.Context, locked chan struct{}) error {
