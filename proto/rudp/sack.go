@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -9,8 +10,8 @@ import (
 // is the receiver's measured delivery rate divided by (1 - measured loss),
 // times a gain that probes for more (BBR's cycle). A queue is told apart
 // from random loss by the RTT: random loss leaves the RTT at its minimum,
-// a standing queue raises even the smallest RTT of a round above
-// minRTT*3/2 + 2ms, and then the next round sends at 3/4 of the estimate
+// a standing queue raises most of a round's RTTs above
+// baseRTT*3/2 + 2ms (RTTs are each round's 25th percentile), and then the next round sends at 3/4 of the estimate
 // (or 1/2 when leaving startup) until it drains. (The 1.25 probe round
 // builds a small queue on purpose; the 0.75 round after it drains it.)
 
@@ -22,6 +23,8 @@ const (
 	maxLossEst   = 0.6 // the loss estimate is clamped here (beyond: mostly not random)
 	bwWindowLen  = 10  // delivery-rate samples kept for the max filter (about 10 rounds)
 	burstSeconds = 0.01
+	// maxRoundSamples bounds the RTT samples kept per round (for its p25).
+	maxRoundSamples = 256
 )
 
 var probeCycle = [...]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
@@ -70,7 +73,8 @@ type sackSender struct {
 	fullBW       float64
 	fullBWRounds int
 	roundEnd     uint32
-	roundMinRTT  time.Duration
+	roundRTTs    []time.Duration // this round's RTT samples (at most maxRoundSamples)
+	baseRTT      time.Duration   // the path's RTT: the least round p25 seen
 }
 
 func newSACKSender(s *session) *sackSender {
@@ -127,8 +131,8 @@ func (a *sackSender) onPacket(m inbound) {
 	rtt := m.at.Sub(a.s.start) - time.Duration(p.TS)
 	if p.TS <= a.s.now() && rtt >= 0 {
 		a.s.rttSample(rtt)
-		if a.roundMinRTT == 0 || rtt < a.roundMinRTT {
-			a.roundMinRTT = rtt
+		if len(a.roundRTTs) < maxRoundSamples {
+			a.roundRTTs = append(a.roundRTTs, rtt)
 		}
 	}
 	a.deliv = max(a.deliv, p.TS)
@@ -190,11 +194,22 @@ func (a *sackSender) maxBW() float64 {
 }
 
 func (a *sackSender) endRound() {
-	queue := a.roundMinRTT > 0 && a.roundMinRTT > a.s.minRTT*3/2+2*time.Millisecond
+	// The round's RTT is its 25th percentile, not its minimum: a reordering
+	// link (netem sends the reordered packets without the delay) gives a few
+	// samples far below the path's RTT, and one must not set the baseline.
+	var roundRTT time.Duration
+	if n := len(a.roundRTTs); n >= 4 {
+		slices.Sort(a.roundRTTs)
+		roundRTT = a.roundRTTs[n/4]
+		if a.baseRTT == 0 || roundRTT < a.baseRTT {
+			a.baseRTT = roundRTT
+		}
+	}
+	a.roundRTTs = a.roundRTTs[:0]
+	queue := roundRTT > 0 && roundRTT > a.base()*3/2+2*time.Millisecond
 	a.s.cfg.Logger.Debug("sack round", "bw_pps", int(a.maxBW()), "loss", a.loss, "gain", a.gain, "rate_pps", int(a.rate),
-		"round_min_rtt", a.roundMinRTT, "min_rtt", a.s.minRTT, "srtt", a.s.srtt, "inflight", a.inflight, "cwnd", a.cwnd(),
+		"round_rtt", roundRTT, "base_rtt", a.base(), "srtt", a.s.srtt, "inflight", a.inflight, "cwnd", a.cwnd(),
 		"retransmits", a.s.stats.Retransmits, "sent", a.s.stats.Sent)
-	a.roundMinRTT = 0
 	bw := a.maxBW()
 	if a.startup {
 		if bw >= a.fullBW*1.25 {
@@ -214,6 +229,15 @@ func (a *sackSender) endRound() {
 	}
 }
 
+// base is the path's RTT: the least round p25 once there is one, else the
+// least sample.
+func (a *sackSender) base() time.Duration {
+	if a.baseRTT > 0 {
+		return a.baseRTT
+	}
+	return a.s.minRTT
+}
+
 func (a *sackSender) updateRate() {
 	if bw := a.maxBW(); bw > 0 {
 		a.rate = a.capRate(a.gain * bw / (1 - a.loss))
@@ -224,10 +248,10 @@ func (a *sackSender) updateRate() {
 // the current send rate, so a stalled receiver is not flooded.
 func (a *sackSender) cwnd() int {
 	bw := a.maxBW()
-	if bw == 0 || a.s.minRTT == 0 {
+	if bw == 0 || a.base() == 0 {
 		return int(a.w)
 	}
-	c := 2*bw/(1-a.loss)*a.s.minRTT.Seconds() + 16
+	c := 2*bw/(1-a.loss)*a.base().Seconds() + 16
 	return int(math.Min(c, float64(a.w)))
 }
 
@@ -253,7 +277,7 @@ func (a *sackSender) hasWork() bool {
 // RTO; one transmission is declared lost once, so each lost segment is
 // resent at most once per round trip.
 func (a *sackSender) detectLoss(now time.Time) {
-	reo := uint64(a.s.minRTT/4 + time.Millisecond)
+	reo := uint64(a.base()/2 + time.Millisecond)
 	rto := uint64(a.s.rto())
 	nowTS := uint64(now.Sub(a.s.start))
 	for a.head < len(a.fifo) {
