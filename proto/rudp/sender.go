@@ -274,7 +274,7 @@ func (s *session) handshake(ctx context.Context, locked chan struct{}) error {
 	deadline := s.start.Add(s.cfg.HandshakeTimeout)
 	var window uint32
 	synack := s.sendSYNACK
-	sentAt, sends := time.Now(), 1
+	sentAt, sends, first := time.Now(), 1, true
 	synack()
 	backoff := 200 * time.Millisecond
 	for {
@@ -293,6 +293,10 @@ func (s *session) handshake(ctx context.Context, locked chan struct{}) error {
 			switch m.p.Kind {
 			case KindSYN:
 				window = m.p.Window
+				if first { // the SYN that locked the peer: already answered
+					first = false
+					continue
+				}
 				synack()
 				sentAt, sends = time.Now(), sends+1
 			case KindACK, KindSACK, KindACKAll:
