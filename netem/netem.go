@@ -1,11 +1,3 @@
-// Package netem impairs lab links: one Spec (topo.Impairment), a kernel
-// backend (tc netem/tbf through netlink) and a userspace backend (TAP
-// devices joined by an impairment engine), a capability probe, and live
-// set/show on a running lab.
-//
-// A link has two ends, A and B, each an interface inside a lab node's
-// network namespace. Direction AtoB is what A sends to B: it is impaired on
-// A's egress (the kernel backend's qdisc sits on A's interface).
 package netem
 
 import (
@@ -102,6 +94,9 @@ const (
 	BackendAuto      = "auto"
 	BackendKernel    = "kernel"
 	BackendUserspace = "userspace"
+	// BackendNone is the plain-veth backend (NewPlain) a lab gets when no
+	// impairment backend works here and it asks for no impairment.
+	BackendNone = "none"
 )
 
 // ValidBackend reports whether name is a backend name users may write.

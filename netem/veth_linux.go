@@ -94,3 +94,26 @@ func WithHandle(nsName string, fn func(h *netlink.Handle) error) error {
 	defer h.Close()
 	return fn(h)
 }
+
+// SetupEnd tags an interface with the lab's alias and brings it up.
+func SetupEnd(e End, tag string) error { return setupEnd(e, tag) }
+
+type plain struct{}
+
+// NewPlain returns the backend of plain veth pairs, for a lab that asks
+// for no impairment where no impairment backend works: it makes links and
+// refuses to impair them.
+func NewPlain() Backend { return plain{} }
+
+func (plain) Name() string { return BackendNone }
+
+func (plain) Create(ctx context.Context, l *Link) error {
+	l.Via = ViaVeth
+	return CreateVeth(ctx, *l)
+}
+
+func (plain) Set(ctx context.Context, l Link, d Dir, s Spec) error {
+	return fmt.Errorf("link %q: %w", l.ID, ErrNoBackend)
+}
+
+func (plain) Show(ctx context.Context, l Link) (Spec, Spec, error) { return Spec{}, Spec{}, nil }

@@ -3,21 +3,49 @@ package nodes
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/labctl/labctl/netem"
+	"time"
 )
+
+// StartDaemon starts a daemon for a lab that is up (see State.StartDaemon)
+// and records it, as one UpdateState: a `down` at the same time either
+// comes first (then nothing starts and the error wraps ErrNoLab) or finds
+// the daemon recorded. On success st is refreshed from the state written.
+// Inside Deploy, which holds the lab's lock already, use st.StartDaemon.
+func StartDaemon(st *State, role string, args []string) (*Daemon, error) {
+	if st.Phase == PhaseDeploying {
+		return nil, fmt.Errorf("lab %q: StartDaemon during Deploy, which holds the lab's lock: call st.StartDaemon and save", st.Lab)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var d *Daemon
+	err := UpdateState(ctx, st.Lab, func(cur *State) error {
+		if st.ID != "" && cur.ID != st.ID {
+			return fmt.Errorf("lab %q was taken down and up again meanwhile: %w", st.Lab, ErrNoLab)
+		}
+		var err error
+		d, err = cur.StartDaemon(role, args)
+		if err == nil {
+			*st = *cur
+		}
+		return err
+	})
+	return d, err
+}
 
 // StartDaemon starts this labctl binary with args as a detached daemon
 // serving the lab (its own session, stdio to DIR/ROLE.log), marked with
-// the lab's tag in its environment, and records it in the state.
-func StartDaemon(st *State, role string, args []string) (*Daemon, error) {
+// the lab's tag in its environment, and records it in st. Call it on the
+// state that UpdateState (or Deploy) holds under the lab's lock, which
+// then writes the record: no `down` can run between the start and it.
+// Even so the tag lets `down` find a daemon whose record never reached
+// the disk.
+func (st *State) StartDaemon(role string, args []string) (*Daemon, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: find labctl binary: %w", st.Lab, err)
@@ -38,9 +66,6 @@ func StartDaemon(st *State, role string, args []string) (*Daemon, error) {
 	d := Daemon{Role: role, PID: cmd.Process.Pid, StartTime: procStartTime(cmd.Process.Pid)}
 	_ = cmd.Process.Release()
 	st.Daemons = append(st.Daemons, d)
-	if err := st.Save(); err != nil {
-		return &d, err
-	}
 	return &d, nil
 }
 
@@ -67,14 +92,4 @@ func procStartTime(pid int) uint64 {
 	}
 	v, _ := strconv.ParseUint(f[19], 10, 64)
 	return v
-}
-
-// startLinkDaemons starts the userspace engine when links go through it.
-func startLinkDaemons(ctx context.Context, st *State, log *slog.Logger) error {
-	for _, l := range st.Links {
-		if l.Via == netem.ViaTAP {
-			return startEngine(ctx, st, log)
-		}
-	}
-	return nil
 }

@@ -71,7 +71,7 @@ func Deploy(ctx context.Context, lab *topo.Lab, opt Options) (st *State, err err
 			return nil, fmt.Errorf("lab %q: network namespace %q exists already and is not this lab's: rename the lab or remove it", lab.Name, ns)
 		}
 	}
-	if err := st.Save(); err != nil {
+	if err := st.save(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -98,11 +98,13 @@ func Deploy(ctx context.Context, lab *topo.Lab, opt Options) (st *State, err err
 	if err := forEach(ctx, opt.Workers, lab.Nodes, func(n *topo.Node) error { return addressNode(st, n) }); err != nil {
 		return st, err
 	}
-	if err := startLinkDaemons(ctx, st, log); err != nil {
-		return st, err
+	if r, ok := backend.(netem.Runner); ok {
+		if err := r.Start(ctx, st.Links); err != nil {
+			return st, err
+		}
 	}
 	st.Phase = PhaseUp
-	if err := st.Save(); err != nil {
+	if err := st.save(); err != nil {
 		return st, err
 	}
 	log.Debug("lab up", "took", time.Since(t0))
@@ -134,20 +136,10 @@ func plan(ctx context.Context, lab *topo.Lab, opt Options, log *slog.Logger) (*S
 			return nil, nil, fmt.Errorf("lab %q: scripted faults need the userspace backend, not %q", lab.Name, want)
 		}
 	}
-	backend, err := netem.Select(ctx, want, lab.Name)
-	if err != nil {
-		if impaired || (want != "" && want != netem.BackendAuto) {
-			return nil, nil, fmt.Errorf("lab %q: links are impaired but %w", lab.Name, err)
-		}
-		// Nothing to impair: plain veth pairs serve, and `netem set` will say
-		// why it cannot impair them later.
-		log.Warn("no impairment backend works here; links are plain veth pairs", "why", err)
-		backend = vethOnly{}
-	}
 	id, tag := newTag(lab.Name)
 	st := &State{
 		Lab: lab.Name, ID: id, Tag: tag, Phase: PhaseDeploying, Created: time.Now().UTC(),
-		Source: lab.Source, Backend: backend.Name(), Seed: lab.Seed,
+		Source: lab.Source, Seed: lab.Seed,
 	}
 	for _, n := range lab.Nodes {
 		ns := NSName(lab.Name, n.Name)
@@ -173,23 +165,18 @@ func plan(ctx context.Context, lab *topo.Lab, opt Options, log *slog.Logger) (*S
 			AtoB: l.Spec(l.A.Node), BtoA: l.Spec(l.B.Node), Faults: l.Faults,
 		})
 	}
+	backend, err := netem.Select(ctx, want, candidates(st, log)...)
+	if err != nil {
+		if impaired || (want != "" && want != netem.BackendAuto) {
+			return nil, nil, fmt.Errorf("lab %q: links are impaired but %w", lab.Name, err)
+		}
+		// Nothing to impair: plain veth pairs serve, and `netem set` will say
+		// why it cannot impair them later.
+		log.Warn("no impairment backend works here; links are plain veth pairs", "why", err)
+		backend = netem.NewPlain()
+	}
+	st.Backend = backend.Name()
 	return st, backend, nil
-}
-
-// vethOnly makes plain links where no impairment backend works and the lab
-// asks for no impairment.
-type vethOnly struct{}
-
-func (vethOnly) Name() string { return "none" }
-func (vethOnly) Create(ctx context.Context, l *netem.Link) error {
-	l.Via = netem.ViaVeth
-	return netem.CreateVeth(ctx, *l)
-}
-func (vethOnly) Set(ctx context.Context, l netem.Link, d netem.Dir, s netem.Spec) error {
-	return fmt.Errorf("link %q: %w", l.ID, netem.ErrNoBackend)
-}
-func (vethOnly) Show(ctx context.Context, l netem.Link) (netem.Spec, netem.Spec, error) {
-	return netem.Spec{}, netem.Spec{}, nil
 }
 
 // createNode makes the node's namespace, marks it as the lab's, and sets

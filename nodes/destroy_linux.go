@@ -21,43 +21,120 @@ import (
 // Destroy takes a lab down: its daemons and every process inside its
 // namespaces are killed, the namespaces (and with them every link, TAP and
 // bridge) deleted, the state folder removed. It is idempotent: it finishes
-// the work of a Destroy or Deploy that was interrupted.
+// the work of a Destroy or Deploy that was interrupted. A lab whose state
+// file is missing, empty or unreadable is taken down by what carries its
+// mark: namespaces whose loopback has the alias labctl:LAB:ID, interfaces
+// with that alias, daemons with LABCTL_TAG=labctl:LAB:ID in their
+// environment and processes inside those namespaces; what could not be
+// read is logged. It returns ErrNoLab (wrapped) when nothing of the lab
+// exists.
 func Destroy(ctx context.Context, lab string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	log = log.With("lab", lab)
 	unlock, err := lockLab(ctx, lab)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	st, err := Load(lab)
-	if errors.Is(err, ErrNoLab) && removeStateless(lab) {
-		// An up killed while writing its first state: nothing else exists yet.
-		return nil
+	if err == nil {
+		return destroyLocked(ctx, st, log)
 	}
-	if err != nil {
+	if !errors.Is(err, ErrNoLab) {
+		log.Warn("cannot read the lab's state; taking it down by its ownership tags", "err", err)
+	}
+	found, derr := destroyByTags(ctx, lab, log)
+	if derr != nil {
+		return derr
+	}
+	if !found && errors.Is(err, ErrNoLab) {
 		return err
 	}
-	return destroyLocked(ctx, st, log.With("lab", lab))
+	return nil
 }
 
-// removeStateless removes the folder of a lab that has no state file (an up
-// killed before its first state file was in place: it made nothing else),
-// and says whether there was one.
-func removeStateless(lab string) bool {
-	if _, err := os.Stat(Dir(lab)); err != nil {
-		return false
+// destroyByTags takes down what is marked as the lab's when its state
+// cannot tell: namespaces named lab-LAB-* whose loopback carries a tag of
+// this lab, interfaces in this namespace with such a tag, processes inside
+// those namespaces or carrying such a tag, and the lab's folders. It says
+// whether it found anything. A namespace with the lab's prefix but no tag
+// of this lab is left alone (it may be another lab's whose name shares the
+// prefix, or not labctl's at all).
+func destroyByTags(ctx context.Context, lab string, log *slog.Logger) (bool, error) {
+	found := false
+	ours := func(tag string) bool { return strings.HasPrefix(tag, TagPrefix) && labOfTag(tag) == lab }
+	var nss []string
+	inodes := map[uint64]bool{}
+	ents, _ := os.ReadDir(nsdo.RunDir)
+	for _, e := range ents {
+		ns := e.Name()
+		if !strings.HasPrefix(ns, NSPrefix+lab+"-") {
+			continue
+		}
+		switch tag := nsTag(ns); {
+		case ours(tag):
+		case strings.HasPrefix(tag, TagPrefix):
+			continue // lab "a-b"'s node "c" for lab "a": lab-a-b-c
+		default:
+			log.Warn("namespace has the lab's prefix but no labctl tag; left alone", "netns", ns)
+			continue
+		}
+		nss = append(nss, ns)
+		if ino, ok := nsInode(ns); ok {
+			inodes[ino] = true
+		}
 	}
-	_ = os.RemoveAll(BinDir(lab))
-	return os.RemoveAll(Dir(lab)) == nil
+	killed, err := killProcesses(ctx, func(p procInfo) bool { return inodes[p.netns] || ours(p.tag) })
+	if err != nil {
+		return true, err
+	}
+	if killed > 0 {
+		found = true
+		log.Debug("processes killed", "n", killed)
+	}
+	var errs []error
+	for _, ns := range nss {
+		found = true
+		if err := nsdo.DeleteNamed(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if links, err := netlink.LinkList(); err == nil {
+		for _, l := range links {
+			if ours(l.Attrs().Alias) {
+				found = true
+				if err := netlink.LinkDel(l); err != nil {
+					errs = append(errs, fmt.Errorf("interface %q: %w", l.Attrs().Name, err))
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return true, errors.Join(errs...)
+	}
+	for _, dir := range []string{BinDir(lab), Dir(lab)} {
+		if _, err := os.Lstat(dir); err != nil {
+			continue
+		}
+		found = true
+		if err := os.RemoveAll(dir); err != nil {
+			return true, fmt.Errorf("lab %q: remove %s: %w", lab, dir, err)
+		}
+	}
+	if found {
+		log.Debug("taken down by its tags", "namespaces", len(nss))
+	}
+	return found, nil
 }
 
 func destroyLocked(ctx context.Context, st *State, log *slog.Logger) error {
 	st.Phase = PhaseDestroying
-	if err := st.Save(); err != nil {
+	if err := st.save(); err != nil {
 		log.Warn("cannot record the destroying phase", "err", err)
 	}
+	stopBackend(ctx, st, log)
 	inodes := map[uint64]string{}
 	for _, ns := range st.Namespaces {
 		if ino, ok := nsInode(ns); ok {
@@ -227,7 +304,13 @@ func Clean(ctx context.Context, log *slog.Logger) ([]string, error) {
 	}
 	if dirs, _ := os.ReadDir(StateRoot); len(dirs) > 0 {
 		for _, d := range dirs {
-			if _, err := Load(d.Name()); d.IsDir() && errors.Is(err, ErrNoLab) && removeStateless(d.Name()) {
+			// A folder with no state file: an up killed before it wrote one,
+			// or a state removed by hand; Destroy goes by the lab's tags.
+			if _, err := Load(d.Name()); d.IsDir() && errors.Is(err, ErrNoLab) {
+				if err := Destroy(ctx, d.Name(), log); err != nil && !errors.Is(err, ErrNoLab) {
+					errs = append(errs, err)
+					continue
+				}
 				done = append(done, "stateless folder of lab "+d.Name())
 			}
 		}

@@ -7,8 +7,26 @@ package nodes
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
 	"strings"
 )
+
+// labNameRE is topo's rule for lab names. Every path and lock is built from
+// a lab's name, so a name from the command line is checked against it
+// before any is: "../x" must never reach a RemoveAll.
+var labNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// ErrBadName is returned for a string that cannot be a lab's name.
+var ErrBadName = errors.New("not a lab name (1-32 of a-z, 0-9 and '-', starting with a letter or digit)")
+
+func checkLabName(lab string) error {
+	if !labNameRE.MatchString(lab) {
+		return fmt.Errorf("lab %q: %w", lab, ErrBadName)
+	}
+	return nil
+}
 
 // NSPrefix starts the name of every network namespace labctl makes.
 const NSPrefix = "lab-"

@@ -1,6 +1,8 @@
 package nodes
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,42 +97,107 @@ func (s *State) Link(id string) (*netem.Link, bool) {
 	return nil, false
 }
 
-// Save writes the state atomically (temporary file, fsync, rename).
-func (s *State) Save() error {
+// save writes the state atomically: a temporary file of its own (so that
+// two writers never share one), fsync, rename over state.json, fsync of the
+// folder. Only a holder of the lab's lock may call it (Deploy, Destroy,
+// UpdateState): the lock makes each change one read-modify-write, and
+// keeps a writer from recreating the state of a lab that `down` removed.
+func (s *State) save() error {
 	if err := os.MkdirAll(Dir(s.Lab), 0o755); err != nil {
 		return fmt.Errorf("lab %q: state folder: %w", s.Lab, err)
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
+		return fmt.Errorf("lab %q: encode state: %w", s.Lab, err)
+	}
+	if err := replaceFile(statePath(s.Lab), append(b, '\n')); err != nil {
+		return fmt.Errorf("lab %q: write state: %w", s.Lab, err)
+	}
+	return nil
+}
+
+// replaceFile puts b at path through a uniquely named temporary file in the
+// same folder, synced before and after the rename, so a reader (or a crash)
+// sees the old content or the new, never a mix.
+func replaceFile(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return err
 	}
-	tmp := statePath(s.Lab) + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("lab %q: write state: %w", s.Lab, err)
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o644); err != nil {
+		return err
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("lab %q: write state: %w", s.Lab, err)
+	if _, err := f.Write(b); err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, statePath(s.Lab))
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// UpdateState is the one way to change a lab that is up: under the lab's
+// lock it reads the current state, runs fn on it and, if fn succeeds,
+// writes it back. It waits for the lock as long as ctx allows. It returns
+// ErrNoLab (wrapped) when the lab is not up, so that a change racing
+// `down` never brings the state of a removed lab back.
+func UpdateState(ctx context.Context, lab string, fn func(*State) error) error {
+	unlock, err := lockLab(ctx, lab)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := Load(lab)
+	if err != nil {
+		return err
+	}
+	switch st.Phase {
+	case PhaseUp:
+	case PhaseDestroying:
+		return fmt.Errorf("lab %q is being taken down: %w", lab, ErrNoLab)
+	default:
+		return fmt.Errorf("lab %q: a previous run left it %s: run `labctl down %s` first", lab, st.Phase, lab)
+	}
+	if err := fn(st); err != nil {
+		return err
+	}
+	return st.save()
 }
 
 // Load reads a lab's state; ErrNoLab when it has none.
 func Load(lab string) (*State, error) {
+	if err := checkLabName(lab); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(statePath(lab))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("lab %q: %w", lab, ErrNoLab)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lab %q: %w", lab, err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("lab %q: state file %s is empty", lab, statePath(lab))
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/topo"
-	"github.com/vishvananda/netlink"
 )
 
 // playTimeline acts on the lab at the times the lab file gives, counted
@@ -101,57 +100,7 @@ func (s *Supervisor) actNetem(ctx context.Context, a *topo.NetemAction) (string,
 	return what, SetImpairment(ctx, st, l, a.From, spec)
 }
 
-// SetImpairment changes a live link's impairment (both directions, or only
-// what node from sends) through the lab's backend and records it in the
-// state.
-func SetImpairment(ctx context.Context, st *State, l *netem.Link, from string, spec netem.Spec) error {
-	if err := spec.Validate(); err != nil {
-		return err
-	}
-	b, err := netem.ForState(st.Backend, st.Lab)
-	if err != nil {
-		return err
-	}
-	for _, d := range []netem.Dir{netem.AtoB, netem.BtoA} {
-		sender := l.A.Node
-		if d == netem.BtoA {
-			sender = l.B.Node
-		}
-		if from != "" && from != sender {
-			continue
-		}
-		if err := b.Set(ctx, *l, d, spec); err != nil {
-			return err
-		}
-		if d == netem.AtoB {
-			l.AtoB = spec
-		} else {
-			l.BtoA = spec
-		}
-	}
-	return st.Save()
-}
-
 // setLinkState takes both ends of a link down or up.
 func (s *Supervisor) setLinkState(id string, up bool) error {
-	l, ok := s.st.Link(id)
-	if !ok {
-		return fmt.Errorf("no link %q", id)
-	}
-	for _, e := range []netem.End{l.A, l.B} {
-		err := netem.WithHandle(e.NS, func(h *netlink.Handle) error {
-			lk, err := h.LinkByName(e.Iface)
-			if err != nil {
-				return err
-			}
-			if up {
-				return h.LinkSetUp(lk)
-			}
-			return h.LinkSetDown(lk)
-		})
-		if err != nil {
-			return fmt.Errorf("%s:%s: %w", e.Node, e.Iface, err)
-		}
-	}
-	return nil
+	return SetLinkUp(s.st, id, up)
 }

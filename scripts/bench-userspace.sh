@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 if ! command -v iperf3 >/dev/null 2>&1; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3
 fi
-exec go test -run '^$' -bench '^BenchmarkUserspace$' -benchtime 1x -count 1 "$@" ./netem
+exec go test -run '^$' -bench '^BenchmarkUserspace$' -benchtime 1x -count 1 "$@" ./netem/engine

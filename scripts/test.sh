@@ -3,8 +3,11 @@
 #
 # Installs what the tests need on a fresh Debian or Ubuntu machine (Go must
 # be there already), then runs, in order: formatting, vet and staticcheck;
-# unit and root integration tests; every fuzz target briefly; and the
-# kernel tc-netem tests inside a QEMU VM booting Debian's stock kernel.
+# unit and root integration tests (around them, a lab of the machine's that
+# must stay up and working: the tests touch only labs they make, and
+# `labctl clean` is tested in a private machine); every fuzz target
+# briefly; and the kernel tc-netem tests inside a QEMU VM booting Debian's
+# stock kernel.
 #
 #   FUZZTIME=50000x  inputs per fuzz target (0 skips fuzzing); a count, not a
 #                    duration: Go 1.26's fuzz coordinator can fail a target
@@ -36,6 +39,9 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v tshark >/dev/null || need+=(tshark)
+# The console's tests: ping inside hosts, tmux for `xterm` without DISPLAY.
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v tmux >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -51,9 +57,19 @@ go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 say "unit and integration tests (root)"
+# A lab that is up before the tests must be up and working after them: the
+# tests touch only labs they make (see scripts/sentinel.sh).
+source scripts/sentinel.sh
+sentinel_bin=$(mktemp -d /tmp/labctl-sentinel.XXXXXX)
+trap 'sentinel_down "$sentinel_bin/labctl"; rm -rf "$sentinel_bin"' EXIT
+go build -o "$sentinel_bin/labctl" ./cmd/labctl
+sentinel_up "$sentinel_bin/labctl"
+echo "sentinel lab $sentinel is up"
 # One package at a time: the root tests of netem and tests both work the
 # kernel's namespace machinery hard, and side by side they time each other out.
 go test -p 1 -count=1 -timeout 20m ./...
+sentinel_check "$sentinel_bin/labctl"
+sentinel_down "$sentinel_bin/labctl"
 
 FUZZTIME=${FUZZTIME:-50000x}
 if [ "$FUZZTIME" != 0 ]; then

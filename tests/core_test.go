@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -103,10 +104,7 @@ func TestSIGKILLedUpLeavesNothingDownCannotRemove(t *testing.T) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		r := labctl(t, "down", lab)
-		if r.code != 0 {
-			// Killed before it wrote anything: then nothing may exist.
-			assert.Contains(t, r.stderr, "no such lab", "%s", r)
-		}
+		require.Equal(t, 0, r.code, "%s", r)
 		requireNoLeftovers(t, lab)
 	}
 }
@@ -117,9 +115,20 @@ func TestBadInputGetsOneLineErrors(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Equal(t, "labctl: "+bad+":5: links[0].endpoints: no node \"c\"\n", r.stderr)
 
+	// down is idempotent: a lab that is not up is not an error, but said.
 	r = labctl(t, "down", "no-such-lab-here")
+	assert.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "lab no-such-lab-here: no such lab")
+	// Every other verb on a lab that is not up fails, saying so.
+	for _, args := range [][]string{{"inspect", "no-such-lab-here"}, {"netem", "set", "no-such-lab-here", "h1-s1", "--delay", "1ms"},
+		{"ping", "no-such-lab-here", "h1", "h2"}, {"exec", "--lab", "no-such-lab-here", "h1", "--", "true"}} {
+		r = labctl(t, args...)
+		assert.Equal(t, 1, r.code, "%v: %s", args, r)
+		assert.Contains(t, r.stderr, `lab "no-such-lab-here": no such lab`, "%v", args)
+	}
+	r = labctl(t, "down", "../../etc")
 	assert.NotEqual(t, 0, r.code)
-	assert.Contains(t, r.stderr, `lab "no-such-lab-here": no such lab`)
+	assert.Contains(t, r.stderr, "not a lab name")
 
 	lab, _ := up(t, "dup", "--topo", "minimal")
 	r = labctl(t, "up", "--name", lab, "--topo", "minimal")
@@ -139,7 +148,19 @@ func TestNotRootIsToldWhy(t *testing.T) {
 	assert.Contains(t, string(out), "this needs root")
 }
 
+// TestCleanRemovesOnlyWhatIsLabctls runs in a private machine (see
+// runPrivate): `clean` removes every lab it can see, and it must not see
+// the labs of the machine it runs on. A lab of the machine's, up before,
+// still works after.
 func TestCleanRemovesOnlyWhatIsLabctls(t *testing.T) {
+	if !inPrivate() {
+		outside, _ := up(t, "outside", "--topo", "minimal")
+		runPrivate(t)
+		r := labctl(t, "pingall", outside)
+		require.Equal(t, 0, r.code, "the machine's lab survives the private clean: %s", r)
+		return
+	}
+	requireAlone(t)
 	// A namespace that is not labctl's, with labctl's prefix: clean leaves it.
 	foreign := "lab-" + labName("foreign") + "-x"
 	require.NoError(t, exec.Command("ip", "netns", "add", foreign).Run())
@@ -149,8 +170,24 @@ func TestCleanRemovesOnlyWhatIsLabctls(t *testing.T) {
 	require.Equal(t, 0, r.code, "%s", r)
 	r = labctl(t, "clean")
 	require.Equal(t, 0, r.code, "%s", r)
+	t.Logf("clean:\n%s", r.stdout)
 	assert.Contains(t, r.stdout, "removed lab "+lab)
 	requireNoLeftovers(t, lab)
 	_, err := os.Stat("/run/netns/" + foreign)
 	assert.NoError(t, err, "clean removed a namespace that was not labctl's")
+}
+
+// requireAlone checks, before clean runs, that it can see no lab, named
+// namespace, labctl copy or process that is not of this test.
+func requireAlone(t *testing.T) {
+	t.Helper()
+	for _, d := range privateDirs {
+		ents, err := os.ReadDir(d)
+		require.NoError(t, err)
+		require.Empty(t, ents, "%s is not private", d)
+	}
+	require.Equal(t, 1, os.Getpid(), "not in a PID namespace of its own")
+	ifaces, err := net.Interfaces()
+	require.NoError(t, err)
+	require.Len(t, ifaces, 1, "a new network namespace has only lo: %v", ifaces)
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -143,14 +144,22 @@ func dialIn(t testing.TB, lab, host, addr string) net.Conn {
 	return c
 }
 
+// tryDialIn dials from host. A fresh lab's first connection can meet "no
+// route to host" while its links finish coming up (neighbour discovery
+// fails once): that error alone is retried, within 10 s.
 func tryDialIn(lab, host, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := nsdo.DoNamed("lab-"+lab+"-"+host, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
-		return err
-	})
-	return c, err
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := nsdo.DoNamed("lab-"+lab+"-"+host, func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+			return err
+		})
+		if !errors.Is(err, syscall.EHOSTUNREACH) || time.Now().After(deadline) {
+			return c, err
+		}
+	}
 }
 
 // lineConn is a raw protocol connection for tests that misbehave on purpose.
@@ -498,16 +507,17 @@ func TestFilesvcIdleAndSlowClientsTimeOut(t *testing.T) {
 	idle := rawIn(t, lab, "h2", srv.addr)
 	require.Equal(t, "Client01", idle.read(5*time.Second))
 
-	// A slow-loris line: a byte every 200 ms never makes a whole line in time.
+	// A slow-loris line: a byte every 50 ms (faster than the 200 ms pause
+	// that would end a message) never makes a whole line in time.
 	loris := rawIn(t, lab, "h3", srv.addr)
 	require.Equal(t, "Client02", loris.read(5*time.Second))
 	lorisDone := make(chan string, 1)
 	go func() {
-		for i := 0; i < 50; i++ {
+		for i := 0; i < 200; i++ {
 			if _, err := loris.c.Write([]byte("a")); err != nil {
 				break
 			}
-			time.Sleep(200 * time.Millisecond) // the client's pace, not a wait for readiness
+			time.Sleep(50 * time.Millisecond) // the client's pace, not a wait for readiness
 		}
 		lorisDone <- ""
 	}()
@@ -671,4 +681,94 @@ func TestFilesvcThousandConnectingClientsNeitherKillNorStarve(t *testing.T) {
 	c := fsClient(t, lab, "h3", srv.addr, t.TempDir())
 	assert.Equal(t, "Client04", c.Name)
 	require.NoError(t, c.Exit(ctx))
+}
+
+// TestFilesvcFIFOInTheServedFolder (issue 13.4): a FIFO in the repository
+// is not listed, `get` of it (or of a link to it) is refused at once, the
+// client's slot and the server stay usable, and SIGTERM stops the server.
+func TestFilesvcFIFOInTheServedFolder(t *testing.T) {
+	lab := appLab(t, "fsfifo")
+	repo := t.TempDir()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(repo, "pipe"), 0o644))
+	require.NoError(t, os.Symlink("pipe", filepath.Join(repo, "pipe-link")))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "ok.txt"), []byte("ok\n"), 0o644))
+	srv := startServer(t, lab, 12345, "filesvc-server", "--repo", repo, "--log", filepath.Join(t.TempDir(), "log.jsonl"))
+
+	l := rawIn(t, lab, "h2", srv.addr)
+	require.Equal(t, "Client01", l.read(5*time.Second))
+	assert.Equal(t, []string{"ok.txt"}, l.list())
+	bare := rawIn(t, lab, "h3", srv.addr) // a client that sends no newlines (issue 10.2)
+	require.Equal(t, "Client02", bare.read(5*time.Second))
+	bare.send("list")
+	assert.Equal(t, "ok.txt", bare.read(5*time.Second))
+	assert.Equal(t, ".", bare.read(5*time.Second))
+	bare.send("get pipe")
+	assert.Equal(t, "ERROR not a regular file", bare.read(5*time.Second))
+	for _, name := range []string{"pipe", "pipe-link"} {
+		l.send("get " + name + "\n")
+		assert.Equal(t, "ERROR not a regular file", l.read(5*time.Second), "get %q", name)
+	}
+	l.send("get ok.txt\n")
+	assert.Equal(t, "START 3", l.read(5*time.Second))
+	assert.Equal(t, "ok", l.read(5*time.Second))
+	assert.Equal(t, "END", l.read(5*time.Second))
+
+	start := time.Now()
+	srv.stop(syscall.SIGTERM)
+	assert.Less(t, time.Since(start), 4*time.Second, "SIGTERM is not held up by the FIFO")
+}
+
+// TestFilesvcTricklingPutHoldsNoSlot (issues 13.4, 17.4): with one slot, a
+// put that trickles a byte every 50 ms — of an accepted name, then of a
+// refused one whose payload is skipped — is cut about one rate window
+// after it starts, with an ERROR line, and the next client gets the slot.
+func TestFilesvcTricklingPutHoldsNoSlot(t *testing.T) {
+	lab := appLab(t, "fstrickle")
+	srv := startServer(t, lab, 12345, "filesvc-server", "--repo", t.TempDir(), "--log", filepath.Join(t.TempDir(), "log.jsonl"),
+		"--max-clients", "1", "--min-rate", "1000", "--rate-window", "1s")
+	for i, header := range []string{"put big.bin 1073741824\n", "put ../out.bin 1073741824\n"} {
+		slow := rawIn(t, lab, "h2", srv.addr)
+		require.Equal(t, fmt.Sprintf("Client%02d", 2*i+1), slow.read(5*time.Second))
+		start := time.Now()
+		slow.send(header)
+		go func() {
+			for range 200 {
+				if _, err := slow.c.Write([]byte("t")); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond) // the trickle's pace
+			}
+		}()
+		assert.Equal(t, "ERROR upload too slow (under 1000 bytes/s over 1s); closing", slow.read(10*time.Second), header)
+		assert.Less(t, time.Since(start), 5*time.Second, "cut within about a window, not at the announced size's deadline")
+		slow.expectClosed(5 * time.Second)
+		srv.waitLine(fmt.Sprintf(`^Client%02d disconnected \(upload too slow\)`, 2*i+1), 5*time.Second)
+		next := rawIn(t, lab, "h3", srv.addr)
+		assert.Equal(t, fmt.Sprintf("Client%02d", 2*i+2), next.read(5*time.Second), "the slot is free again")
+		next.c.Close()
+		srv.waitLine(fmt.Sprintf(`^Client%02d disconnected`, 2*i+2), 5*time.Second)
+	}
+}
+
+// TestFilesvcLineOver64MBEndsWithWords (issue 13.7): a line that goes on
+// past the 64 MB the server reads of it gets one ERROR line before the
+// close, not a reset; the server serves the next client.
+func TestFilesvcLineOver64MBEndsWithWords(t *testing.T) {
+	lab := appLab(t, "fsflood")
+	srv := startServer(t, lab, 12345, "filesvc-server", "--repo", t.TempDir(), "--log", filepath.Join(t.TempDir(), "log.jsonl"))
+	l := rawIn(t, lab, "h2", srv.addr)
+	require.Equal(t, "Client01", l.read(5*time.Second))
+	go func() {
+		chunk := bytes.Repeat([]byte("z"), 1<<20)
+		for range 80 { // 80 MB, no newline; the write fails once the server closes
+			_ = l.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := l.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	assert.Equal(t, "ERROR line too long (limit 4096 bytes); closing after 67108864 bytes", l.read(30*time.Second))
+	l.expectClosed(5 * time.Second)
+	next := rawIn(t, lab, "h3", srv.addr)
+	assert.Equal(t, "Client02", next.read(5*time.Second))
 }

@@ -9,11 +9,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +29,16 @@ func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Println("integration tests need root (network namespaces): skipped")
 		os.Exit(0)
+	}
+	if inPrivate() {
+		// Re-run by runPrivate: a machine of our own is set up, the binary
+		// is the parent's.
+		if err := enterPrivate(); err != nil {
+			fmt.Println("setting up the private machine:", err)
+			os.Exit(1)
+		}
+		bin = os.Getenv(privateEnv)
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "labctl-it-")
 	if err != nil {
@@ -143,8 +155,23 @@ func (s state) addr(node string) string {
 // state, processes in its namespaces, labctl daemons.
 func requireNoLeftovers(t *testing.T, lab string) {
 	t.Helper()
+	// Lab "x-a" has namespaces lab-x-a-NODE too: they are not x's.
+	var longer []string
+	if labs, err := os.ReadDir("/run/labctl"); err == nil {
+		for _, l := range labs {
+			if strings.HasPrefix(l.Name(), lab+"-") {
+				longer = append(longer, "lab-"+l.Name()+"-")
+			}
+		}
+	}
 	ents, _ := os.ReadDir("/run/netns")
+next:
 	for _, e := range ents {
+		for _, p := range longer {
+			if strings.HasPrefix(e.Name(), p) {
+				continue next
+			}
+		}
 		require.False(t, strings.HasPrefix(e.Name(), "lab-"+lab+"-"), "netns %s left behind", e.Name())
 	}
 	_, err := os.Stat(filepath.Join("/run/labctl", lab))
@@ -166,4 +193,69 @@ func writeLab(t *testing.T, name, body string) string {
 	p := filepath.Join(t.TempDir(), name)
 	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
 	return p
+}
+
+// privateEnv, set to the labctl binary's path, marks a test binary re-run
+// by private inside namespaces of its own.
+const privateEnv = "LABCTL_TEST_PRIVATE_BIN"
+
+// privateDirs are where labctl keeps what it knows of labs on a machine;
+// a private machine gets empty ones.
+var privateDirs = []string{"/run/netns", "/run/labctl", "/var/lib/labctl"}
+
+// inPrivate says whether this is runPrivate's re-run.
+func inPrivate() bool { return os.Getenv(privateEnv) != "" }
+
+// runPrivate runs the calling test again, alone, in a machine of its own,
+// for tests of what acts on every lab (`labctl clean`): it must not see,
+// let alone remove, labs that a user or another test has up. The test
+// checks inPrivate to know which side it is on; this side reports the
+// re-run's output and result.
+//
+// The re-run gets new mount, PID and network namespaces: mounts are made
+// private and fresh tmpfs hide privateDirs (no one else's state, named
+// namespaces or labctl copies), a fresh /proc shows only its own processes
+// (clean kills orphaned labctl daemons it finds in /proc), and a new
+// network namespace has none of the machine's interfaces (clean deletes
+// tagged ones) and its own abstract sockets (the lab locks). The re-run is
+// PID 1 of its PID namespace: when it ends, the kernel kills whatever it
+// left, and its namespaces and mounts go with it.
+func runPrivate(t *testing.T) {
+	t.Helper()
+	require.False(t, inPrivate())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), privateEnv+"="+bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	out, err := cmd.CombinedOutput()
+	t.Logf("in a private machine:\n%s", out)
+	require.NoError(t, err, "the private run failed")
+	require.Contains(t, string(out), "--- PASS: "+t.Name(), "the private run ran the test")
+}
+
+// enterPrivate sets up the mounts of private's re-run; it runs first thing
+// in TestMain, in the new namespaces.
+func enterPrivate() error {
+	if os.Getpid() != 1 {
+		return errors.New("not in a PID namespace of its own: refusing to run")
+	}
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	for _, d := range privateDirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		if err := syscall.Mount("tmpfs", d, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755"); err != nil {
+			return fmt.Errorf("mount a tmpfs on %s: %w", d, err)
+		}
+	}
+	return nil
 }

@@ -1,34 +1,18 @@
 package tests
 
 import (
-	"context"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/labctl/labctl/netem"
 )
-
-// firstWrite signals when the capture's first bytes (the pcapng header
-// the engine sends once it captures) arrive.
-type firstWrite struct {
-	w     *os.File
-	once  sync.Once
-	first chan struct{}
-}
-
-func (f *firstWrite) Write(p []byte) (int, error) {
-	f.once.Do(func() { close(f.first) })
-	return f.w.Write(p)
-}
 
 // A lossy, corrupting /get captured on the client's link (what `labctl
 // capture` records) and read back with tshark and scripts/rudp.lua: every
@@ -56,24 +40,34 @@ links:
 	warmARP(t, lab, "h2")
 
 	path := filepath.Join(t.TempDir(), "rudp.pcapng")
-	file, err := os.Create(path)
-	require.NoError(t, err)
-	defer file.Close()
-	fw := &firstWrite{w: file, first: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- netem.Capture(ctx, lab, "h2-s1", "delivered", fw) }()
-	select {
-	case <-fw.first:
-	case <-time.After(10 * time.Second):
-		t.Fatal("capture did not start")
+	capture := exec.Command(bin, "capture", lab, "h2-s1", "-w", path)
+	require.NoError(t, capture.Start())
+	capDone := make(chan error, 1)
+	go func() { capDone <- capture.Wait() }()
+	t.Cleanup(func() { _ = capture.Process.Kill() })
+	// The capture is running once its file grows: it writes in 64 KB
+	// chunks, so push 1400-byte datagrams across the link until it does.
+	noise := hostDial(t, lab, "h2", "udp", "10.0.0.1:9")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if info, err := os.Stat(path); err == nil && info.Size() > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the capture did not start")
+		for range 10 {
+			_, _ = noise.Write(make([]byte, 1400))
+		}
+		time.Sleep(10 * time.Millisecond) // polling a file that grows; bounded by the deadline
 	}
 	out := getter(t, lab, "h2", "cap", t.TempDir(), "/get a.bin sack", "/get b.bin seed").wait(2 * time.Minute)
 	require.Len(t, filterSaved(out), 2, "%q", out)
-	cancel()
-	require.NoError(t, <-done)
-	require.NoError(t, file.Close())
+	require.NoError(t, capture.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-capDone:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("labctl capture did not stop on SIGINT")
+	}
 
 	lua, err := filepath.Abs("../scripts/rudp.lua")
 	require.NoError(t, err)

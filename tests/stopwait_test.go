@@ -350,7 +350,8 @@ func TestStopwaitSessionCap(t *testing.T) {
 
 func TestStopwaitCorruptedDatagramEarnsNACK(t *testing.T) {
 	// Sessions must not expire between the copies (a frame after expiry
-	// opens a new session, which would deliver it again by design).
+	// would get "ERROR session ended", or open a new session, instead of
+	// the answer the test expects).
 	lab, _, udpAddr := swLab(t, "swcrc", "--idle-timeout 1m")
 	long := strings.Repeat("0123456789abcdef", 60) // so a flipped bit lands in the message
 	delivered := map[string]bool{"bad-0": true}    // what may be delivered
@@ -564,4 +565,56 @@ func TestStopwaitBadClientsNeverStopTheServer(t *testing.T) {
 	})
 	requireProgRunning(t, lab, "server", "tcp")
 	requireProgRunning(t, lab, "server", "udp")
+}
+
+// TestStopwaitUDPExactlyOnceAfter5000Sessions (issue 13.5): 5000 UDP
+// sessions from a lab host each deliver one message and end; late
+// duplicates of the first and the last session's frames are then refused,
+// never delivered twice. Every socket stays open until the end, so no two
+// sessions share an address by port reuse.
+func TestStopwaitUDPExactlyOnceAfter5000Sessions(t *testing.T) {
+	lab, _, udpAddr := swLab(t, "sw5k", "")
+	const n = 5000
+	conns := make([]*hostConn, n)
+	require.NoError(t, nsdo.DoNamed("lab-"+lab+"-client", func() error {
+		for i := range conns {
+			c, err := net.DialTimeout("udp", udpAddr, 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("socket %d: %w", i, err)
+			}
+			conns[i] = newHostConn(t, c)
+		}
+		return nil
+	}))
+	for i, c := range conns {
+		c.sendDatagram(frame(0, fmt.Sprintf("s5k-%d", i)))
+		c.expectDatagram("ACK 0")
+		c.sendDatagram("TCHAU")
+		c.expectDatagram("BYE")
+	}
+	for _, i := range []int{0, n - 1} {
+		conns[i].sendDatagram(frame(0, fmt.Sprintf("s5k-%d", i))) // a late duplicate
+		conns[i].expectDatagram("ERROR session ended")
+	}
+	awaitProgLine(t, lab, "server", "udp", `^s5k-4999$`, 1)
+	assert.Equal(t, n, progLineCount(lab, "server", "udp", regexp.MustCompile(`^s5k-\d+$`)), "each delivered once")
+}
+
+// TestStopwaitDeliveredMessageIsOneEscapedLine (issues 13.5, 17.3): a
+// datagram holding a newline, CR and ESC is one escaped line on the
+// server's output; over TCP a frame sent without a newline is understood
+// after the pause (issue 10.2).
+func TestStopwaitDeliveredMessageIsOneEscapedLine(t *testing.T) {
+	lab, tcpAddr, udpAddr := swLab(t, "swesc", "")
+	u := udpConn(t, lab, "client", udpAddr)
+	u.sendDatagram(frame(0, "esc-u\nforged line\r\x1b[2J"))
+	u.expectDatagram("ACK 0")
+	awaitProgLine(t, lab, "server", "udp", `^esc-u\\nforged line\\r\\x1b\[2J$`, 1)
+	assert.Zero(t, progLineCount(lab, "server", "udp", regexp.MustCompile(`^forged line`)))
+
+	c := newHostConn(t, hostDial(t, lab, "client", "tcp", tcpAddr))
+	_, err := c.c.Write([]byte(frame(0, "esc-t\x07bell"))) // no newline
+	require.NoError(t, err)
+	c.expect("ACK 0")
+	awaitProgLine(t, lab, "server", "tcp", `^esc-t\\abell$`, 1)
 }

@@ -2,7 +2,10 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"regexp"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/labctl/labctl/internal/nsdo"
 	"github.com/labctl/labctl/nodes"
+	"github.com/labctl/labctl/proto/xy"
 )
 
 // The X/Y ordering lab (seed 001): every grading criterion that shows in
@@ -191,7 +195,7 @@ func TestXYBadClientsNeverStopTheServer(t *testing.T) {
 		good(t)
 	})
 	t.Run("garbage", func(t *testing.T) {
-		for _, junk := range []string{"hello", "Client Y: Mallory", "Client X:", "\x00\xff\xfe binary \x7f", "Client X: tab\tname"} {
+		for _, junk := range []string{"Client Y: Mallory", strings.Repeat("n", 4086), "Client X:", "\x00\xff\xfe binary \x7f", "Client X: tab\tname"} {
 			x, y := pair(t)
 			x.send(junk)
 			x.expect(`ERROR bad message: expected "Client X: <name>"`, "ERROR bad message: ")
@@ -414,4 +418,141 @@ func requireProgRunning(t *testing.T, lab, host, prog string) {
 		require.False(t, l.Stream == "sys" && (strings.Contains(l.Text, "exited") || strings.Contains(l.Text, "killed")),
 			"%s/%s ended: %s", host, prog, l.Text)
 	}
+}
+
+// TestXYLoneClientThatLeavesIsNeverPaired (issue 17.1): a client connects
+// alone, sends its line (with or without a newline) and leaves; the server
+// says it forgot it, and the next two clients are a pair acknowledged with
+// their own names.
+func TestXYLoneClientThatLeavesIsNeverPaired(t *testing.T) {
+	lab, _ := up(t, "xyghost", "-f", writeLab(t, "xy.yaml", xyLab))
+	srv := inspect(t, lab).addr("server") + ":12000"
+	for i, form := range []string{"Client X: Ghost\n", "Ghost"} {
+		ghost := xyConnect(t, lab, "x", srv)
+		_, err := ghost.c.Write([]byte(form))
+		require.NoError(t, err)
+		ghost.c.Close()
+		awaitProgLine(t, lab, "server", "xy", "^"+regexp.QuoteMeta(xy.LeftLine)+"$", i+1)
+
+		tag := fmt.Sprintf("-%d", xySerial.Add(1))
+		x := xyConnect(t, lab, "y", srv)
+		y := xyConnect(t, lab, "x", srv)
+		x.expect("Client X connected")
+		y.expect("Client Y connected")
+		x.send("Alice" + tag)
+		awaitProgLine(t, lab, "server", "xy", "^Client X: Alice"+tag+"$", 1)
+		y.send("Client Y: Bob" + tag)
+		ack := "X: Alice" + tag + " received before Y: Bob" + tag
+		x.expect(ack)
+		y.expect(ack)
+	}
+	out := strings.Join(progStdout(t, lab, "server", "xy"), "\n")
+	assert.NotContains(t, out, "Ghost", "the ghost's name is never printed or acknowledged")
+	requireProgRunning(t, lab, "server", "xy")
+}
+
+// TestXYFiguresFormAndLongestNames (issues 16.1, 10.2, 13.6): the reference
+// clients send the figures' bare form without a newline; the longest name
+// the server accepts comes back in an acknowledgment that both clients
+// accept, in one recv(1024); a 4086-byte name is refused in words.
+func TestXYFiguresFormAndLongestNames(t *testing.T) {
+	lab, _ := up(t, "xyform", "-f", writeLab(t, "xy.yaml", xyLab))
+	srv := inspect(t, lab).addr("server") + ":12000"
+
+	long := strings.Repeat("L", xy.MaxName)
+	outs := []*bytes.Buffer{{}, {}}
+	errs := make(chan error, 2)
+	run := func(host string, c *xy.Client) {
+		conn := hostDial(t, lab, host, "tcp", srv)
+		errs <- c.Run(context.Background(), conn)
+	}
+	go run("x", &xy.Client{Name: long, Out: outs[0], Bare: true, Timeout: 20 * time.Second})
+	awaitProgLine(t, lab, "server", "xy", `msg="client connected"`, 1)
+	typed, typing := io.Pipe() // Y's user types its name once X's has arrived
+	defer typing.Close()
+	go run("y", &xy.Client{In: typed, Out: outs[1], Bare: true, Timeout: 20 * time.Second})
+	awaitProgLine(t, lab, "server", "xy", "^Client X: "+long+"$", 1)
+	_, err := io.WriteString(typing, "Bob\n")
+	require.NoError(t, err)
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+	ack := "X: " + long + " received before Y: Bob"
+	assert.Equal(t, "Client X connected\n"+long+"\n"+ack+"\n", outs[0].String())
+	assert.Equal(t, "Client Y connected\nBob\n"+ack+"\n", outs[1].String())
+
+	// A student's recv(1024) reads the acknowledgment of two longest
+	// names whole.
+	x := xyConnect(t, lab, "x", srv)
+	y := xyConnect(t, lab, "y", srv)
+	x.expect("Client X connected")
+	y.expect("Client Y connected")
+	_, err = x.c.Write([]byte(long))
+	require.NoError(t, err)
+	awaitProgLine(t, lab, "server", "xy", "^Client X: "+long+"$", 2)
+	_, err = y.c.Write([]byte(long))
+	require.NoError(t, err)
+	want := "X: " + long + " received before Y: " + long + "\n"
+	require.LessOrEqual(t, len(want), 1024)
+	for _, c := range []*hostConn{x, y} {
+		require.NoError(t, c.c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		buf := make([]byte, 1024)
+		n, err := c.c.Read(buf) // the raw socket: one recv
+		require.NoError(t, err)
+		assert.Equal(t, want, string(buf[:n]))
+	}
+
+	x, y = xyConnect(t, lab, "x", srv), xyConnect(t, lab, "y", srv)
+	x.expect("Client X connected")
+	y.expect("Client Y connected")
+	x.send(strings.Repeat("n", 4086))
+	x.expect(fmt.Sprintf("ERROR bad message: name too long (max %d bytes)", xy.MaxName))
+	y.expect("ERROR client X sent a bad message; pair not acknowledged")
+	requireProgRunning(t, lab, "server", "xy")
+}
+
+// TestXYBareClientsAsLabPrograms runs the reference clients with --bare (the
+// seed figures' form: the name alone, no newline) as lab programs: the
+// server composes the text's form and both get the acknowledgment.
+func TestXYBareClientsAsLabPrograms(t *testing.T) {
+	f := writeLab(t, "xy.yaml", `
+hosts:
+  server:
+    programs:
+      - {name: xy, command: labctl app xy-server --port 12000, ready: {tcp: 12000, timeout: 10s}, time_limit: 30s}
+  x:
+    programs:
+      - name: client
+        command: labctl app xy-client --bare --server ${server}:12000
+        after: [server/xy]
+        stdin: [{line: Alice, delay: 300ms}]
+        time_limit: 30s
+  y:
+    programs:
+      - name: client
+        command: labctl app xy-client --bare --server ${server}:12000
+        after: [server/xy]
+        start_delay: 500ms
+        stdin: [{line: Bob, delay: 1500ms}]
+        time_limit: 30s
+switches: [s1]
+links:
+  - endpoints: [server, s1]
+  - endpoints: [x, s1]
+  - endpoints: [y, s1]
+checks:
+  - output: server/xy
+    matches: ['^Server is started$', '^Client X: Alice$', '^Client Y: Bob$', '^Sent acknowledgment to both X and Y$']
+    in_order: true
+  - output: x/client
+    matches: ['^Client X connected$', '^Alice$', '^X: Alice received before Y: Bob$']
+    in_order: true
+  - output: y/client
+    matches: ['^Client Y connected$', '^Bob$', '^X: Alice received before Y: Bob$']
+    in_order: true
+  - {exit: x/client}
+  - {exit: y/client}
+`)
+	r := labctl(t, "run", "--name", labName("xybare"), "-f", f)
+	require.Equal(t, 0, r.code, "%s", r)
+	assert.Contains(t, r.stdout, "5 passed, 0 failed")
 }

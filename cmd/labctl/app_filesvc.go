@@ -88,7 +88,9 @@ func newFilesvcServerCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxClients, "max-clients", 3, "clients served at once; more get \"Server full, try later\"")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "time to send a whole command line")
 	f.DurationVar(&cfg.IOTimeout, "io-timeout", 30*time.Second, "per read/write during transfers and replies")
-	f.Int64Var(&cfg.MinRate, "min-rate", 4096, "bytes/s a transfer may not fall below on average")
+	f.Int64Var(&cfg.MinRate, "min-rate", 4096, "bytes/s a transfer may not fall below over any --rate-window (after one window of grace)")
+	f.DurationVar(&cfg.RateWindow, "rate-window", 10*time.Second, "the sliding window of --min-rate")
+	f.DurationVar(&cfg.Pause, "pause", 200*time.Millisecond, "a command sent without a newline ends after this quiet time (negative: lines only)")
 	f.Int64Var(&cfg.MaxFileSize, "max-file-size", 1<<30, "largest upload in bytes")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest command line in bytes")
 	return cmd

@@ -48,6 +48,9 @@ session with BYE. With --udp, sessions are keyed by the client's address.`,
 	f.BoolVar(&udp, "udp", false, "serve over UDP instead of TCP")
 	f.IntVar(&srv.MaxSessions, "max-sessions", stopwait.DefaultMaxSessions, "sessions served at once (the seed's max_threads); others wait")
 	f.DurationVar(&srv.IdleTimeout, "idle-timeout", stopwait.DefaultIdleTimeout, "a session with no frame for this long ends")
+	f.DurationVar(&srv.Pause, "pause", stopwait.DefaultPause, "TCP: a frame sent without a newline ends after this quiet time (negative: lines only)")
+	f.DurationVar(&srv.EndedAge, "ended-age", stopwait.DefaultEndedAge, "UDP: how long an ended session is remembered, so a late duplicate is never delivered twice")
+	f.IntVar(&srv.MaxEnded, "max-ended", stopwait.DefaultMaxEnded, "UDP: ended sessions remembered at once; at the limit new sessions wait")
 	return cmd
 }
 

@@ -31,7 +31,7 @@ func newXYServerCmd() *cobra.Command {
 		Short: "X/Y ordering server: pairs two clients, tells both whose message arrived first (docs/PROTOCOLS.md section 1)",
 		Long: `X/Y ordering server (seed 001). The first client to connect is X, the
 second Y; once both are connected each is told its letter, each sends
-"Client X: <name>", and both get "X: Alice received before Y: Bob" (or the
+"Client X: <name>" or just "<name>" (a newline or a short pause ends it), and both get "X: Alice received before Y: Bob" (or the
 other way round) by the order the messages arrived. By default the server
 exits after one acknowledged pair; --serve-forever keeps pairing.`,
 		Args: cobra.NoArgs,
@@ -49,6 +49,7 @@ exits after one acknowledged pair; --serve-forever keeps pairing.`,
 	f.DurationVar(&srv.IdleTimeout, "idle-timeout", xy.DefaultIdleTimeout, "time a paired client has to send its message")
 	f.DurationVar(&srv.WaitTimeout, "wait-timeout", xy.DefaultWaitTimeout, "time a lone client waits for a partner")
 	f.IntVar(&srv.MaxClients, "max-clients", xy.DefaultMaxClients, "connections held at once; beyond it the server stops accepting")
+	f.DurationVar(&srv.Pause, "pause", xy.DefaultPause, "a message sent without a newline ends after this quiet time (negative: newline-terminated lines only)")
 	return cmd
 }
 
@@ -70,8 +71,10 @@ func newXYClientCmd() *cobra.Command {
 		Use:   "xy-client",
 		Short: "X/Y ordering client: learns its letter, sends its name, prints the reply",
 		Long: `X/Y ordering client (seed 001). Waits for "Client X connected" (or Y),
-sends "Client X: <name>" with --name or a name typed on stdin, then prints
-the server's acknowledgment. Exits 1 if the server answers ERROR.`,
+sends "Client X: <name>" (or, with --bare, the name alone without a
+newline, as the seed's figures do) with --name or a name typed on stdin,
+then prints the server's acknowledgment. Exits 1 if the server answers
+ERROR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,6 +87,8 @@ the server's acknowledgment. Exits 1 if the server answers ERROR.`,
 	f.StringVar(&server, "server", "127.0.0.1:12000", "server host:port")
 	f.StringVar(&c.Name, "name", "", "name to send (default: typed on stdin once the letter is known)")
 	f.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "longest wait for each server line (0: no limit)")
+	f.BoolVar(&c.Bare, "bare", false, "send the seed figures' form: the name alone, without \"Client X: \" and without a newline")
+	f.DurationVar(&c.Pause, "pause", xy.DefaultPause, "a server line sent without a newline ends after this quiet time (negative: lines only)")
 	return cmd
 }
 

@@ -17,12 +17,13 @@ func init() { registerVerb(newCaptureCmd) }
 
 func newCaptureCmd() *cobra.Command {
 	var (
+		labName  string
 		file     string
 		duration time.Duration
 		point    string
 	)
 	cmd := &cobra.Command{
-		Use:   "capture LAB LINK -w FILE [--duration D]",
+		Use:   "capture [LAB] LINK -w FILE [--duration D]",
 		Short: "Capture a userspace link's frames, both directions, to a pcapng file",
 		Long: `Capture every frame of a link that goes through the userspace engine, in
 both directions (pcapng interface 0 is A->B, 1 is B->A), until Ctrl-C or
@@ -30,17 +31,23 @@ both directions (pcapng interface 0 is A->B, 1 is B->A), until Ctrl-C or
 after loss, duplication, corruption and delay; --point sent records what the
 sending end sent, dropped packets included. -w - writes to stdout, e.g.
   labctl capture LAB LINK -w - | tshark -r -`,
-		Args: cobra.ExactArgs(2),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			if file == "" {
 				return &exitError{code: 2, err: errors.New("say where to write: -w FILE (or -w - for stdout)")}
 			}
-			lab, link := args[0], args[1]
-			if err := engineLink(lab, link); err != nil {
+			lab, rest, err := labArgs(labName, args, 1, 1)
+			if err != nil {
 				return err
+			}
+			link := rest[0]
+			b, l, err := capableLink(lab, link)
+			if err != nil {
+				return err
+			}
+			c, ok := b.(netem.Capturer)
+			if !ok {
+				return fmt.Errorf("lab %q: the %s backend cannot capture (the userspace backend can: `backend: userspace`): %w", lab, b.Name(), netem.ErrUnsupported)
 			}
 			ctx, stop := signalContext()
 			defer stop()
@@ -59,7 +66,7 @@ sending end sent, dropped packets included. -w - writes to stdout, e.g.
 				out = f
 			}
 			w := bufio.NewWriterSize(out, 1<<16)
-			if err := netem.Capture(ctx, lab, link, point, w); err != nil {
+			if err := c.Capture(ctx, *l, point, w); err != nil {
 				return err
 			}
 			if err := w.Flush(); err != nil {
@@ -71,19 +78,19 @@ sending end sent, dropped packets included. -w - writes to stdout, e.g.
 			return nil
 		},
 	}
+	addLabFlag(cmd, &labName)
 	cmd.Flags().StringVarP(&file, "write", "w", "", "pcapng file to write (- for stdout)")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
 	cmd.Flags().StringVar(&point, "point", "delivered", "what to record: delivered or sent")
 	return cmd
 }
 
-// engineLink checks that a lab is up with the userspace backend and that
-// the link goes through its engine, with a clear message if not.
-func engineLink(lab, link string) error {
-	netem.EngineRoot = nodes.StateRoot
+// capableLink loads a running lab and finds one of its links and the
+// backend that serves it; the caller asks the backend for a capability.
+func capableLink(lab, link string) (netem.Backend, *netem.Link, error) {
 	st, err := nodes.Load(lab)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	l, ok := st.Link(link)
 	if !ok {
@@ -91,11 +98,11 @@ func engineLink(lab, link string) error {
 		for _, l := range st.Links {
 			ids = append(ids, l.ID)
 		}
-		return &exitError{code: 2, err: fmt.Errorf("lab %q has no link %q (links: %v)", lab, link, ids)}
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("lab %q has no link %q (links: %v)", lab, link, ids)}
 	}
-	if l.Via != netem.ViaTAP {
-		return fmt.Errorf("lab %q: link %q is a plain veth (backend %s), not a userspace engine link: capture and faults need `backend: userspace`, and on labs of more than %d links an impairment in the lab file: %w",
-			lab, link, st.Backend, netem.MaxEngineLinks, netem.ErrUnsupported)
+	b, err := nodes.Backend(st)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	return b, l, nil
 }

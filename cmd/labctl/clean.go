@@ -20,9 +20,6 @@ interface tagged as labctl's and every orphaned labctl daemon. Namespaces and
 interfaces that labctl did not make (no labctl tag) are never touched.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			done, err := nodes.Clean(ctx, logger())

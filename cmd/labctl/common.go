@@ -10,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/labctl/labctl/nodes"
 	"github.com/labctl/labctl/topo"
+	"github.com/spf13/cobra"
 )
 
 // requireRoot explains, before anything is attempted, why labctl needs root.
@@ -93,5 +95,54 @@ func oneLab(args []string, list func() ([]string, error)) (string, error) {
 	case 1:
 		return labs[0], nil
 	}
-	return "", fmt.Errorf("several labs are up (%s): name one", strings.Join(labs, ", "))
+	return "", &exitError{code: 2, err: fmt.Errorf("several labs are up (%s): name one", strings.Join(labs, ", "))}
+}
+
+// Every verb that acts on a running lab names it the same way: -l/--lab
+// LAB, or LAB as its first argument, or neither, and then it is the only
+// lab up.
+
+// addLabFlag gives a verb its -l/--lab flag.
+func addLabFlag(cmd *cobra.Command, dst *string) {
+	cmd.Flags().StringVarP(dst, "lab", "l", "", "act on lab `LAB` (default: the only one up; or give LAB as the first argument)")
+}
+
+// labArgs finds the lab a verb acts on and the arguments that follow it.
+// The verb takes min to max arguments after the lab; one more than max
+// means the first one is the lab. When fewer may follow (min < max), a
+// first argument that names a lab that is up is the lab (as `logs xy`
+// means lab xy). --lab and a lab as the first argument are exclusive.
+func labArgs(flagLab string, args []string, min, max int) (string, []string, error) {
+	if flagLab != "" {
+		if len(args) > max {
+			return "", nil, &exitError{code: 2, err: fmt.Errorf("--lab %s and %d arguments: want at most %d after the lab", flagLab, len(args), max)}
+		}
+		return flagLab, args, nil
+	}
+	if len(args) == max+1 || (len(args) > min && labIsUp(args[0])) {
+		return args[0], args[1:], nil
+	}
+	lab, err := oneLab(nil, nodes.List)
+	return lab, args, err
+}
+
+// labIsUp says whether a lab of that name has state on this machine.
+func labIsUp(name string) bool {
+	labs, _ := nodes.List()
+	for _, l := range labs {
+		if l == name {
+			return true
+		}
+	}
+	return false
+}
+
+// labState loads the lab labArgs resolved.
+func labState(flagLab string, args []string, min, max int) (*nodes.State, []string, error) {
+	lab, rest, err := labArgs(flagLab, args, min, max)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := nodes.Load(lab)
+	return st, rest, err
 }

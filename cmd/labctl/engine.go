@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/netem/engine"
 	"github.com/labctl/labctl/nodes"
 	"github.com/spf13/cobra"
 )
@@ -12,7 +12,9 @@ import (
 func init() { registerVerb(newEngineCmd) }
 
 // newEngineCmd is the lab's userspace link engine, started detached by
-// `up` (argv from netem.EngineArgs) and killed by `down`.
+// `up` (through nodes, which gives the userspace backend a way to launch
+// it) and stopped by `down`. It serves what the backend left in the lab's
+// folder.
 func newEngineCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "engine LAB",
@@ -20,18 +22,10 @@ func newEngineCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			ctx, stop := signalContext()
 			defer stop()
-			st, err := nodes.Load(args[0])
-			if err != nil {
-				return err
-			}
-			netem.EngineRoot = nodes.StateRoot
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			return netem.RunEngine(ctx, netem.EngineConfig{Lab: st.Lab, Seed: st.Seed, Links: st.Links, Logger: log})
+			return engine.Serve(ctx, nodes.Dir(args[0]), log)
 		},
 	}
 }

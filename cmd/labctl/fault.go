@@ -15,13 +15,14 @@ func init() { registerVerb(newFaultCmd) }
 
 func newFaultCmd() *cobra.Command {
 	var (
-		f    netem.Fault
-		dur  time.Duration
-		del  time.Duration
-		aftr time.Duration
+		labName string
+		f       netem.Fault
+		dur     time.Duration
+		del     time.Duration
+		aftr    time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "fault LAB LINK ACTION [flags]",
+		Use:   "fault [LAB] LINK ACTION [flags]",
 		Short: "Script a fault on a userspace link: drop/duplicate/delay/corrupt the Nth matching packet, or take the link down",
 		Long: `Script a fault on a link that goes through the userspace engine.
 
@@ -33,29 +34,37 @@ ACTION is one of:
   list                                show pending and fired faults
   clear                               disarm pending faults and bring the link up
 
+The lab is -l LAB, or the first argument, or else the only lab up.
+
 Examples:
+  labctl fault client-s1 down --for 2s
   labctl fault lab1 client-s1 drop --nth 3 --proto udp --port 9000 --from client
-  labctl fault lab1 client-s1 corrupt --nth 2 --proto tcp --data --byte 10
-  labctl fault lab1 client-s1 down --for 2s`,
-		Args: cobra.ExactArgs(3),
+  labctl fault lab1 client-s1 corrupt --nth 2 --proto tcp --data --byte 10`,
+		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
+			lab, rest, err := labArgs(labName, args, 2, 2)
+			if err != nil {
 				return err
 			}
-			lab, link, action := args[0], args[1], args[2]
-			if err := engineLink(lab, link); err != nil {
+			link, action := rest[0], rest[1]
+			b, l, err := capableLink(lab, link)
+			if err != nil {
 				return err
+			}
+			fl, ok := b.(netem.Faulter)
+			if !ok {
+				return fmt.Errorf("lab %q: the %s backend cannot script faults (the userspace backend can: `backend: userspace`): %w", lab, b.Name(), netem.ErrUnsupported)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			out := cmd.OutOrStdout()
 			switch action {
 			case "up":
-				return netem.LinkUp(ctx, lab, link)
+				return fl.LinkUp(ctx, *l)
 			case "clear":
-				return netem.ClearFaults(ctx, lab, link)
+				return fl.ClearFaults(ctx, *l)
 			case "list":
-				pending, fired, err := netem.ListFaults(ctx, lab, link)
+				pending, fired, err := fl.ListFaults(ctx, *l)
 				if err != nil {
 					return err
 				}
@@ -77,13 +86,14 @@ Examples:
 			if f.Action != netem.FaultDown && !cmd.Flags().Changed("nth") {
 				return &exitError{code: 2, err: errors.New("say which packet: --nth N (1 is the next matching packet)")}
 			}
-			if err := netem.AddFaults(ctx, lab, link, []netem.Fault{f}); err != nil {
+			if err := fl.AddFaults(ctx, *l, []netem.Fault{f}); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "link %s: %s\n", link, f)
 			return nil
 		},
 	}
+	addLabFlag(cmd, &labName)
 	fl := cmd.Flags()
 	fl.IntVar(&f.Nth, "nth", 0, "act on the Nth matching packet, counted from now")
 	fl.StringVar(&f.Match.Proto, "proto", "", "match tcp, udp or icmp")
@@ -92,7 +102,7 @@ Examples:
 	fl.BoolVar(&f.Match.Data, "data", false, "match only packets with L4 payload (not bare TCP ACKs)")
 	fl.DurationVar(&del, "delay", 0, "extra delay, for action delay")
 	fl.IntVar(&f.Byte, "byte", 0, "payload byte to corrupt (all its bits flipped; checksums fixed)")
-	fl.DurationVar(&dur, "for", 0, "how long the link stays down (default: until `fault LAB LINK up`)")
+	fl.DurationVar(&dur, "for", 0, "how long the link stays down (default: until 'labctl fault LINK up')")
 	fl.DurationVar(&aftr, "after", 0, "take the link down after this long")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -22,15 +23,19 @@ type graphLink struct {
 
 func newGraphCmd() *cobra.Command {
 	var (
-		src    labSource
-		format string
+		src     labSource
+		format  string
+		labName string
 	)
 	cmd := &cobra.Command{
-		Use:   "graph [LAB | -f FILE | --topo SPEC] [--format dot|mermaid]",
+		Use:   "graph [LAB | -l LAB | -f FILE | --topo SPEC] [--format dot|mermaid]",
 		Short: "Draw a lab as Graphviz DOT or Mermaid",
-		Long: `Draw a lab: a running lab by name, a built-in lab, a lab file or a
-topology. Impaired links are labelled with their impairment per direction.
+		Long: `Draw a lab: a running lab (-l LAB, or LAB when a lab of that name is up),
+a built-in lab, a lab file or a topology. With none of them, the only lab
+up, or the default lab (` + topo.DefaultLab + `) when none is. Impaired links are
+labelled with their impairment per direction, as configured now.
 
+  labctl graph | dot -Tpng > lab.png
   labctl graph xy | dot -Tpng > xy.png
   labctl graph --topo tree,2,2 --format mermaid`,
 		Args: cobra.MaximumNArgs(1),
@@ -38,10 +43,10 @@ topology. Impaired links are labelled with their impairment per direction.
 			var ns []graphNode
 			var ls []graphLink
 			name := ""
-			if len(args) == 1 && src.file == "" && src.topo == "" {
-				if st, err := nodes.Load(args[0]); err == nil {
-					name, ns, ls = graphFromState(st)
-				}
+			if st, err := graphRunning(labName, args, src); err != nil {
+				return err
+			} else if st != nil {
+				name, ns, ls = graphFromState(st)
 			}
 			if name == "" {
 				lab, err := resolveLab(args, src)
@@ -64,7 +69,37 @@ topology. Impaired links are labelled with their impairment per direction.
 	cmd.Flags().StringVarP(&src.file, "file", "f", "", "lab file (YAML)")
 	cmd.Flags().StringVar(&src.topo, "topo", "", "Mininet-style topology")
 	cmd.Flags().StringVar(&format, "format", "dot", "dot or mermaid")
-	return cmd
+	addLabFlag(cmd, &labName)
+	return rootless(cmd)
+}
+
+// graphRunning returns the running lab that graph's arguments mean, or
+// nil when they mean a lab to build (a file, a topology, a built-in lab).
+func graphRunning(labName string, args []string, src labSource) (*nodes.State, error) {
+	if labName != "" {
+		if len(args) > 0 || src.file != "" || src.topo != "" {
+			return nil, &exitError{code: 2, err: errors.New("name the lab once: LAB, -l LAB, -f FILE or --topo SPEC")}
+		}
+		return nodes.Load(labName)
+	}
+	if src.file != "" || src.topo != "" {
+		return nil, nil
+	}
+	if len(args) == 1 {
+		if !labIsUp(args[0]) {
+			return nil, nil
+		}
+		return nodes.Load(args[0])
+	}
+	labs, err := nodes.List()
+	if err != nil || len(labs) == 0 {
+		return nil, nil
+	}
+	lab, err := oneLab(nil, func() ([]string, error) { return labs, nil })
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Load(lab)
 }
 
 func graphFromLab(lab *topo.Lab) (string, []graphNode, []graphLink) {

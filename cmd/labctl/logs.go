@@ -20,19 +20,26 @@ func newLogsCmd() *cobra.Command {
 	var (
 		followFlag bool
 		all        bool
+		labName    string
 	)
 	cmd := &cobra.Command{
 		Use:   "logs [LAB] [NODE[/PROGRAM]] [-f]",
 		Short: "Show what a lab's programs printed (timestamped, per host and program)",
 		Long: `Show the captured output of a lab's programs, interleaved in the order it
 was read, each line prefixed with host/program. Marks: | stdout, ! stderr,
-> typed into stdin, * what labctl did (start, ready, exit, timeline).
+> typed into stdin, * what labctl did (start, ready, exit, timeline). The
+lab is -l LAB, or the first argument (one argument is the lab if a lab of
+that name is up, else a node of the only lab up), or else the only lab up.
 The raw logs, with RFC 3339 timestamps, are under /run/labctl/LAB/logs/.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, filter, err := logsArgs(args)
+			lab, rest, err := labArgs(labName, args, 0, 1)
 			if err != nil {
 				return err
+			}
+			filter := ""
+			if len(rest) == 1 {
+				filter = rest[0]
 			}
 			ctx, stop := signalContext()
 			defer stop()
@@ -41,24 +48,8 @@ The raw logs, with RFC 3339 timestamps, are under /run/labctl/LAB/logs/.`,
 	}
 	cmd.Flags().BoolVarP(&followFlag, "follow", "f", false, "keep printing new output until Ctrl-C or the lab goes down")
 	cmd.Flags().BoolVar(&all, "all", false, "include labctl's own lines (starts, exits, timeline)")
-	return cmd
-}
-
-// logsArgs reads [LAB] [NODE[/PROGRAM]]: one argument is a lab if such a
-// lab is up, else a node of the only lab up.
-func logsArgs(args []string) (lab, filter string, err error) {
-	switch len(args) {
-	case 2:
-		return args[0], args[1], nil
-	case 1:
-		if _, err := nodes.Load(args[0]); err == nil {
-			return args[0], "", nil
-		}
-		lab, err := oneLab(nil, nodes.List)
-		return lab, args[0], err
-	}
-	lab, err = oneLab(nil, nodes.List)
-	return lab, "", err
+	addLabFlag(cmd, &labName)
+	return rootless(cmd)
 }
 
 func showLogs(ctx context.Context, out io.Writer, lab, filter string, follow, all bool) error {

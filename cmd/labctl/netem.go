@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,9 +12,7 @@ import (
 
 	"github.com/labctl/labctl/netem"
 	"github.com/labctl/labctl/nodes"
-	"github.com/labctl/labctl/topo"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 func init() { registerVerb(newNetemCmd) }
@@ -34,88 +31,6 @@ the one-way delay is the sum of those two directions.`,
 	}
 	cmd.AddCommand(newNetemSetCmd(), newNetemShowCmd(), newNetemResetCmd())
 	return cmd
-}
-
-// specFlags are the impairment flags of `netem set`, as typed.
-type specFlags struct {
-	delay, jitter, delayCorr, dist        string
-	loss, lossCorr, dup, dupCorr          string
-	corrupt, corruptCorr, reorder, reCorr string
-	rate                                  string
-	gap, limit                            uint32
-	fixChecksum                           bool
-}
-
-func (f *specFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.delay, "delay", "", "added one-way delay in this direction, e.g. 50ms")
-	fs.StringVar(&f.jitter, "jitter", "", "delay varies by up to ± this (uniform), e.g. 5ms; needs --delay")
-	fs.StringVar(&f.delayCorr, "delay-corr", "", "correlation of successive jitter draws, e.g. 25%")
-	fs.StringVar(&f.dist, "distribution", "", "jitter distribution: uniform, normal, pareto, paretonormal")
-	fs.StringVar(&f.loss, "loss", "", "random loss, e.g. 10%")
-	fs.StringVar(&f.lossCorr, "loss-corr", "", "loss correlation, e.g. 25%")
-	fs.StringVar(&f.dup, "duplicate", "", "duplicated packets, e.g. 1%")
-	fs.StringVar(&f.dupCorr, "duplicate-corr", "", "duplicate correlation")
-	fs.StringVar(&f.corrupt, "corrupt", "", "packets with one bit flipped, e.g. 0.1% (the receiving kernel drops them unless UDP is sent with no checksum)")
-	fs.StringVar(&f.corruptCorr, "corrupt-corr", "", "corruption correlation")
-	fs.BoolVar(&f.fixChecksum, "corrupt-fix-checksum", false, "userspace backend: fix the checksum after the flip, so the corruption reaches the application")
-	fs.StringVar(&f.reorder, "reorder", "", "packets sent at once, overtaking the delayed ones, e.g. 25%; needs --delay")
-	fs.StringVar(&f.reCorr, "reorder-corr", "", "reorder correlation")
-	fs.Uint32Var(&f.gap, "gap", 0, "reorder after every N-1 delayed packets; needs --reorder")
-	fs.StringVar(&f.rate, "rate", "", "rate limit, e.g. 10mbit, 512kbit, 1gbit")
-	fs.Uint32Var(&f.limit, "limit", 0, "queue length in packets (default: from the bandwidth-delay product)")
-}
-
-// spec turns the flags into a validated Spec; unset flags are clean.
-func (f *specFlags) spec() (netem.Spec, error) {
-	var s netem.Spec
-	var errs []error
-	dur := func(name, v string, dst *topo.Duration) {
-		if v == "" {
-			return
-		}
-		d, err := topo.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--%s: %w", name, err))
-		}
-		*dst = d
-	}
-	pct := func(name, v string, dst *topo.Percent) {
-		if v == "" {
-			return
-		}
-		p, err := topo.ParsePercent(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--%s: %w", name, err))
-		}
-		*dst = p
-	}
-	dur("delay", f.delay, &s.Delay)
-	dur("jitter", f.jitter, &s.Jitter)
-	pct("delay-corr", f.delayCorr, &s.DelayCorrelation)
-	s.Distribution = f.dist
-	pct("loss", f.loss, &s.Loss)
-	pct("loss-corr", f.lossCorr, &s.LossCorrelation)
-	pct("duplicate", f.dup, &s.Duplicate)
-	pct("duplicate-corr", f.dupCorr, &s.DuplicateCorrelation)
-	pct("corrupt", f.corrupt, &s.Corrupt)
-	pct("corrupt-corr", f.corruptCorr, &s.CorruptCorrelation)
-	pct("reorder", f.reorder, &s.Reorder)
-	pct("reorder-corr", f.reCorr, &s.ReorderCorrelation)
-	s.Gap, s.Limit, s.CorruptFixChecksum = f.gap, f.limit, f.fixChecksum
-	if f.rate != "" {
-		r, err := topo.ParseRate(f.rate)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--rate: %w", err))
-		}
-		s.Rate = r
-	}
-	if err := errors.Join(errs...); err != nil {
-		return netem.Spec{}, err
-	}
-	if err := s.Validate(); err != nil {
-		return netem.Spec{}, err
-	}
-	return s, nil
 }
 
 // dirsFrom picks the directions `--from NODE` means: both when from is
@@ -146,7 +61,7 @@ func liveLink(lab, id string) (*nodes.State, *netem.Link, netem.Backend, error) 
 		}
 		return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("lab %q: no link %q (links: %s)", lab, id, strings.Join(ids, ", "))}
 	}
-	b, err := netem.ForState(st.Backend, lab)
+	b, err := nodes.Backend(st)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lab %q was built with no impairment backend (%q): %w", lab, st.Backend, err)
 	}
@@ -162,29 +77,32 @@ func dirLabel(l netem.Link, d netem.Dir) string {
 
 func newNetemSetCmd() *cobra.Command {
 	var f specFlags
-	var from string
+	var from, labName string
 	cmd := &cobra.Command{
-		Use:   "set LAB LINK [--from NODE] [--delay D] [--jitter D] [--loss P] ...",
+		Use:   "set [LAB] LINK [--from NODE] [--delay D] [--jitter D] [--loss P] ...",
 		Short: "Replace a link's impairment, both directions or the one --from NODE sends on",
 		Long: `Replace a live link's impairment. The flags given make the whole new
 impairment of the direction: what is not given is clean (so 'set --loss 5%'
 after 'set --delay 50ms' leaves no delay). Without --from both directions get
 it; with --from NODE only what NODE sends. Link ids are as 'labctl inspect'
-lists them, e.g. "h1-s1".
+lists them, e.g. "h1-s1". The lab is -l LAB, or the first argument, or else
+the only lab up. There is one flag per lab-file field (docs/labfile.md).
 
-  labctl netem set lab1 h1-s1 --delay 50ms --jitter 5ms --loss 10%
+  labctl netem set h1-s1 --delay 50ms --jitter 5ms --loss 10%
   labctl netem set lab1 h1-s1 --from h1 --rate 10mbit
-  labctl netem set lab1 h1-s1 --delay 20ms --reorder 25% --gap 5`,
-		Args: cobra.ExactArgs(2),
+  labctl netem set lab1 h1-s1 --delay 20ms --reorder 25% --gap 5
+  labctl netem set lab1 h1-s1 --loss-ge 1%,30%`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := f.spec()
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			if err := requireRoot(); err != nil {
+			lab, rest, err := labArgs(labName, args, 1, 1)
+			if err != nil {
 				return err
 			}
-			st, l, b, err := liveLink(args[0], args[1])
+			st, l, b, err := liveLink(lab, rest[0])
 			if err != nil {
 				return err
 			}
@@ -205,26 +123,30 @@ lists them, e.g. "h1-s1".
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().StringVar(&from, "from", "", "impair only what this node sends on the link")
+	addLabFlag(cmd, &labName)
 	return cmd
 }
 
 func newNetemResetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "reset LAB [LINK]",
+	var labName string
+	cmd := &cobra.Command{
+		Use:   "reset [LAB] [LINK]",
 		Short: "Make a link (or every link of the lab) clean, both directions",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Make a link clean both ways, or every link of the lab. The lab is -l LAB,
+or the first argument (one argument is the lab if a lab of that name is up,
+else a link of the only lab up), or else the only lab up.`,
+		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			st, err := nodes.Load(args[0])
+			lab, rest, err := labArgs(labName, args, 0, 1)
 			if err != nil {
 				return err
 			}
-			ids := []string{}
-			if len(args) == 2 {
-				ids = append(ids, args[1])
-			} else {
+			st, err := nodes.Load(lab)
+			if err != nil {
+				return err
+			}
+			ids := rest
+			if len(ids) == 0 {
 				for _, l := range st.Links {
 					ids = append(ids, l.ID)
 				}
@@ -232,7 +154,7 @@ func newNetemResetCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			for _, id := range ids {
-				st, l, _, err := liveLink(args[0], id)
+				st, l, _, err := liveLink(lab, id)
 				if err != nil {
 					return err
 				}
@@ -244,6 +166,8 @@ func newNetemResetCmd() *cobra.Command {
 			return nil
 		},
 	}
+	addLabFlag(cmd, &labName)
+	return cmd
 }
 
 // showRow is one direction of one link in `netem show`.
@@ -262,19 +186,13 @@ type showRow struct {
 
 func newNetemShowCmd() *cobra.Command {
 	var asJSON bool
+	var labName string
 	cmd := &cobra.Command{
 		Use:   "show [LAB] [--json]",
 		Short: "Show each link's impairment per direction: configured, and as the backend reports it",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			lab, err := oneLab(args, nodes.List)
-			if err != nil {
-				return err
-			}
-			st, err := nodes.Load(lab)
+			st, _, err := labState(labName, args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -291,11 +209,12 @@ func newNetemShowCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	addLabFlag(cmd, &labName)
 	return cmd
 }
 
 func showRows(ctx context.Context, st *nodes.State) []showRow {
-	b, berr := netem.ForState(st.Backend, st.Lab)
+	b, berr := nodes.Backend(st)
 	var rows []showRow
 	for _, l := range st.Links {
 		var live [2]*netem.Spec

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/labctl/labctl/nodes"
@@ -24,20 +23,17 @@ func newPingCmd() *cobra.Command {
 		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "ping A B",
+		Use:   "ping [LAB] A B",
 		Short: "Ping from node A to node B (ICMP echo, no iputils needed)",
-		Args:  cobra.ExactArgs(2),
+		Args:  cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			st, err := loadLab(labName)
+			st, ab, err := labState(labName, args, 2, 2)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			r := nodes.Ping(ctx, st, args[0], args[1], count, interval, timeout)
+			r := nodes.Ping(ctx, st, ab[0], ab[1], count, interval, timeout)
 			if r.Err != nil {
 				return r.Err
 			}
@@ -53,7 +49,7 @@ func newPingCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	addLabFlag(cmd, &labName)
 	cmd.Flags().IntVarP(&count, "count", "c", 3, "echo requests to send")
 	cmd.Flags().DurationVarP(&interval, "interval", "i", 200*time.Millisecond, "time between requests")
 	cmd.Flags().DurationVarP(&timeout, "timeout", "W", time.Second, "how long to wait for each reply")
@@ -72,14 +68,11 @@ func lossPct(r nodes.PingResult) float64 {
 func newPingAllCmd() *cobra.Command {
 	var labName string
 	cmd := &cobra.Command{
-		Use:   "pingall",
+		Use:   "pingall [LAB]",
 		Short: "Ping between every pair of hosts, with a Mininet-like summary",
-		Args:  cobra.NoArgs,
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
-			st, err := loadLab(labName)
+			st, _, err := labState(labName, args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -91,44 +84,12 @@ func newPingAllCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&labName, "lab", "l", "", "the lab (default: the only one up)")
+	addLabFlag(cmd, &labName)
 	return cmd
 }
 
 // pingAll prints Mininet's pingall report and says whether every pair
-// reached each other. A pair counts as reachable when one of three echoes
-// comes back within a second, so a lossy link does not read as broken.
+// reached each other.
 func pingAll(ctx context.Context, out io.Writer, st *nodes.State) bool {
-	fmt.Fprintln(out, "*** Ping: testing ping reachability")
-	res := nodes.PingAll(ctx, st, 3, time.Second, 32)
-	ok, total := 0, len(res)
-	var line []string
-	from := ""
-	flush := func() {
-		if from != "" {
-			fmt.Fprintf(out, "%s -> %s\n", from, strings.Join(line, " "))
-		}
-	}
-	for _, r := range res {
-		if r.From != from {
-			flush()
-			from, line = r.From, nil
-		}
-		if r.Received > 0 {
-			ok++
-			line = append(line, r.To)
-		} else {
-			line = append(line, "X")
-			if r.Err != nil {
-				logger().Debug("ping failed", "from", r.From, "to", r.To, "err", r.Err)
-			}
-		}
-	}
-	flush()
-	dropped := 0.0
-	if total > 0 {
-		dropped = 100 * float64(total-ok) / float64(total)
-	}
-	fmt.Fprintf(out, "*** Results: %.0f%% dropped (%d/%d received)\n", dropped, ok, total)
-	return ok == total
+	return nodes.PingAllReport(ctx, out, st)
 }

@@ -17,7 +17,7 @@ func init() {
 }
 
 func newStatusCmd() *cobra.Command {
-	return &cobra.Command{
+	return rootless(&cobra.Command{
 		Use:   "status",
 		Short: "List the labs on this machine",
 		Args:  cobra.NoArgs,
@@ -43,11 +43,12 @@ func newStatusCmd() *cobra.Command {
 			}
 			return w.Flush()
 		},
-	}
+	})
 }
 
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
+	var labName string
 	cmd := &cobra.Command{
 		Use:   "inspect [LAB] [--json]",
 		Short: "Show a lab's nodes, namespaces, interfaces, addresses and links",
@@ -58,11 +59,7 @@ scripts use it to find a host's namespace and address, e.g.
   labctl inspect xy --json | jq -r '.nodes[] | select(.name=="server") | .interfaces[0].addrs[0]'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := oneLab(args, nodes.List)
-			if err != nil {
-				return err
-			}
-			st, err := nodes.Load(lab)
+			st, _, err := labState(labName, args, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -102,5 +99,6 @@ scripts use it to find a host's namespace and address, e.g.
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the state document as JSON")
-	return cmd
+	addLabFlag(cmd, &labName)
+	return rootless(cmd)
 }

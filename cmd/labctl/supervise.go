@@ -16,9 +16,6 @@ func newSuperviseCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			ctx, stop := signalContext()
 			defer stop()
 			s, err := nodes.NewSupervisor(args[0], logger())

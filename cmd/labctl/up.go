@@ -17,13 +17,15 @@ import (
 func init() { registerVerb(newUpCmd) }
 
 type upFlags struct {
-	src      labSource
-	backend  string
-	name     string
-	test     string
-	programs []string
-	detach   bool
-	oneShot  bool // run: the lab goes down right after
+	src       labSource
+	backend   string
+	name      string
+	test      string
+	programs  []string
+	detach    bool
+	oneShot   bool   // run: the lab goes down right after
+	cli       bool   // open the console once up; its exit takes the lab down
+	cliScript string // run a console script once up, then take the lab down
 }
 
 func newUpCmd() *cobra.Command {
@@ -40,19 +42,26 @@ tree,DEPTH,FANOUT.`,
   sudo labctl up -f mylab.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			lab, err := prepareLab(args, f)
 			if err != nil {
 				return err
 			}
-			_, err = runUp(cmd, lab, f)
-			return err
+			console := f.cli || f.cliScript != ""
+			if console {
+				// The console owns the terminal: programs start detached.
+				f.detach = true
+			}
+			st, err := runUp(cmd, lab, f)
+			if err != nil || !console {
+				return err
+			}
+			return runConsole(cmd, st.Lab, f.cliScript, true)
 		},
 	}
 	addLabFlags(cmd, &f)
-	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (see `labctl logs -f`)")
+	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (follow them with 'labctl logs -f')")
+	cmd.Flags().BoolVar(&f.cli, "cli", false, "open the console (labctl cli) once the lab is up; leaving it takes the lab down, as sudo mn does")
+	cmd.Flags().StringVar(&f.cliScript, "cli-script", "", "run the console commands in `FILE` once the lab is up, then take the lab down; exit with the first failing command's status")
 	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
 }
@@ -131,14 +140,24 @@ func firstHost(st *nodes.State) string {
 // programs' output until the checks are in.
 func runPrograms(ctx context.Context, out io.Writer, lab *topo.Lab, st *nodes.State, detach bool) error {
 	cwd, _ := os.Getwd()
-	plan, err := nodes.BuildPlan(lab, st, cwd)
-	if err != nil {
+	var plan *nodes.Plan
+	var sup *nodes.Daemon
+	// Under the lab's lock: a `down` at the same time finds either no plan,
+	// copy or supervisor, or all of them recorded.
+	err := nodes.UpdateState(ctx, st.Lab, func(cur *nodes.State) error {
+		if cur.ID != st.ID {
+			return fmt.Errorf("lab %q was taken down and up again meanwhile: %w", st.Lab, nodes.ErrNoLab)
+		}
+		var err error
+		if plan, err = nodes.BuildPlan(lab, cur, cwd); err != nil {
+			return err
+		}
+		if err := plan.Save(); err != nil {
+			return err
+		}
+		sup, err = cur.StartDaemon("supervisor", []string{"supervise", st.Lab})
 		return err
-	}
-	if err := plan.Save(); err != nil {
-		return err
-	}
-	sup, err := nodes.StartDaemon(st, "supervisor", []string{"supervise", st.Lab})
+	})
 	if err != nil {
 		return err
 	}

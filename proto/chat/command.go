@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/labctl/labctl/proto/internal/filestore"
 	"github.com/labctl/labctl/proto/internal/wire"
 )
 
@@ -14,8 +12,10 @@ import (
 const MaxNickLen = 32
 
 // ValidateNick checks a nickname: 1 to MaxNickLen ASCII letters, digits,
-// '_' or '-'. The charset keeps every server line unambiguous: no nickname
-// contains a space, ':' or starts like "*", "[private]", "ERROR" lines do.
+// '_' or '-', not starting with a reply word in capitals and not a reply
+// word in any case (ReplyWords). The charset keeps chat lines unambiguous
+// (no space, ':', "*" or "["); the reserved words keep "<nick>: <text>"
+// from starting like a reply ("ERROR: …", "OKbot: …").
 func ValidateNick(nick string) error {
 	if nick == "" {
 		return errors.New("empty nickname")
@@ -27,6 +27,9 @@ func ValidateNick(nick string) error {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return errors.New("nickname may contain only letters, digits, '_' and '-'")
 		}
+	}
+	if why := reserved(nick); why != "" {
+		return errors.New("nickname " + why)
 	}
 	return nil
 }
@@ -68,11 +71,9 @@ func (e *ParseError) Error() string { return e.Reason }
 
 // ParseLine parses a line from a joined client (without its line ending).
 // Lines starting with "/" are commands; "//" escapes a message that starts
-// with "/" (it is sent with one "/" dropped). Uploads over maxSize are refused.
+// with "/" (it is sent with one "/" dropped). Uploads over maxSize are
+// refused. Text is returned as received: the server escapes it (Escape).
 func ParseLine(line string, maxSize int64) (Line, error) {
-	if !utf8.ValidString(line) {
-		return Line{}, &ParseError{Reason: "line is not valid UTF-8"}
-	}
 	if strings.TrimSpace(line) == "" {
 		return Line{Kind: Empty}, nil
 	}
@@ -101,7 +102,7 @@ func ParseLine(line string, maxSize int64) (Line, error) {
 		if rest == "" {
 			return Line{}, &ParseError{Reason: "usage: " + word + " <name>"}
 		}
-		if err := filestore.ValidateName(rest); err != nil {
+		if err := ValidateFileName(rest); err != nil {
 			return Line{}, &ParseError{Reason: err.Error()}
 		}
 		k := Download
@@ -112,7 +113,7 @@ func ParseLine(line string, maxSize int64) (Line, error) {
 	case "/upload":
 		return parseUpload(rest, maxSize)
 	}
-	return Line{}, &ParseError{Reason: fmt.Sprintf("unknown command %s (try /who, /msg, /upload, /files, /download, /get, /quit; // sends a line starting with /)", word)}
+	return Line{}, &ParseError{Reason: fmt.Sprintf("unknown command %s (try /who, /msg, /upload, /files, /download, /get, /quit; // sends a line starting with /)", Escape(word))}
 }
 
 func parseUpload(rest string, maxSize int64) (Line, error) {
@@ -129,7 +130,7 @@ func parseUpload(rest string, maxSize int64) (Line, error) {
 		}
 		return Line{}, &ParseError{Reason: err.Error(), Follow: follow}
 	}
-	if err := filestore.ValidateName(name); err != nil {
+	if err := ValidateFileName(name); err != nil {
 		return Line{}, &ParseError{Reason: err.Error(), Follow: size}
 	}
 	return Line{Kind: Upload, Name: name, Size: size}, nil

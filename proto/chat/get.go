@@ -94,15 +94,9 @@ type UDPConfig struct {
 // into DownloadDir, printing "saved ..." with the goodput, or an ERROR line.
 func (c *Client) Get(ctx context.Context, rest string) error {
 	name, _ := splitGetAlgo(rest)
-	from := c.mark()
-	if err := c.sendLine("/get " + rest); err != nil {
-		return fmt.Errorf("%w: %w", errSend, err)
-	}
-	l, _, err := c.await(ctx, from, c.cfg.Timeout, func(l string) bool {
-		return strings.HasPrefix(l, "UDP ") || strings.HasPrefix(l, "ERROR")
-	})
+	l, err := c.Command(ctx, "/get "+rest)
 	if err != nil {
-		return fmt.Errorf("/get %q: no reply: %w", name, err)
+		return fmt.Errorf("/get %q: %w", name, err)
 	}
 	if strings.HasPrefix(l, "ERROR") {
 		return &ServerError{Line: l}

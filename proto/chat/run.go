@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/labctl/labctl/proto/internal/wire"
 )
 
 // Run joins and then sends lines: the given ones, or else those read from
@@ -134,10 +135,7 @@ func (c *Client) runLine(ctx context.Context, line string, waitFrom *int) (bool,
 	case "/quit":
 		return true, c.Quit(ctx)
 	}
-	if err := c.sendLine(line); err != nil {
-		return false, fmt.Errorf("%w: %w", errSend, err)
-	}
-	return false, nil
+	return false, c.Send(line)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -43,11 +42,12 @@ type Config struct {
 	JoinTimeout time.Duration // to send an acceptable nickname (default 30s)
 	IdleTimeout time.Duration // to receive a whole line once joined (default 10m)
 	IOTimeout   time.Duration // per read/write in a transfer or reply (default 30s)
-	MinRate     int64         // average bytes/s a transfer may not fall below (default 4096)
+	MinRate     int64         // bytes/s a transfer may not fall below over any RateWindow (default 4096)
+	RateWindow  time.Duration // the sliding window of MinRate, and its grace period (default 10s)
+	Pause       time.Duration // quiet time that ends a line sent without a newline (0: 200ms; <0: lines only)
 	MaxLine     int           // longest line in bytes (default 4096)
 	MaxFileSize int64         // largest upload (default 1 GiB)
-	QueueLen    int           // outbound queue per client, in items (default 1024)
-	QueueWait   time.Duration // how long a sender waits for room in a full queue (default 2s)
+	QueueBytes  int           // outbound queue per client, in bytes (default 1 MiB; see queue.go)
 	UploadQuiet time.Duration // window after an upload that must stay silent (default 25ms)
 	Get         GetHandler    // nil: /get answers NotAvailableGet
 	Logger      *slog.Logger
@@ -64,12 +64,14 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 10*time.Minute)
 	def(&c.IOTimeout, 30*time.Second)
 	def(&c.UploadQuiet, 25*time.Millisecond)
-	def(&c.QueueWait, 2*time.Second)
 	if c.MaxClients <= 0 {
 		c.MaxClients = 100
 	}
 	if c.MinRate <= 0 {
 		c.MinRate = 4096
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = wire.DefaultRateWindow
 	}
 	if c.MaxLine <= 0 {
 		c.MaxLine = 4096
@@ -77,8 +79,8 @@ func (c *Config) setDefaults() {
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 1 << 30
 	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 1024
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 1 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -88,6 +90,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// tooLongClosing ends a connection whose line runs past what the server
+// reads to stay in step (wire.MaxDiscard).
+func (s *Server) tooLongClosing() string {
+	return fmt.Sprintf("ERROR line too long (limit %d bytes); closing after %d bytes", s.cfg.MaxLine, wire.MaxDiscard)
+}
+
 // maxNickTries bounds how many nicknames one connection may try.
 const maxNickTries = 10
 
@@ -95,11 +103,9 @@ const maxNickTries = 10
 type Server struct {
 	cfg   Config
 	store *filestore.Store
-	slots chan struct{}
 
 	mu      sync.RWMutex
 	members map[string]*member
-	conns   map[net.Conn]struct{}
 	outMu   sync.Mutex
 }
 
@@ -113,8 +119,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat: %w", err)
 	}
-	return &Server{cfg: cfg, store: store, slots: make(chan struct{}, cfg.MaxClients),
-		members: map[string]*member{}, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{cfg: cfg, store: store, members: map[string]*member{}}, nil
 }
 
 // Close releases the file folder; call it after Serve returns.
@@ -138,131 +143,37 @@ func (s *Server) println(line string) {
 	s.outMu.Unlock()
 }
 
+// FullMessage is the line a connection beyond MaxClients gets before the close.
+const FullMessage = "ERROR server full, try later"
+
 // Serve accepts clients on ln until ctx is cancelled (then it returns nil
-// after closing every connection) or ln fails. Serve closes ln.
+// after closing every connection and waiting for their goroutines) or ln
+// is closed. Serve closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer func() {
-		s.closeAll()
-		wg.Wait()
-	}()
 	s.cfg.Logger.Info("chat server listening", "addr", ln.Addr(), "files", s.store.Dir())
-	for {
-		c, err := wire.Accept(ctx, ln, s.cfg.Logger)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("chat: accept: %w", err)
-		}
-		select {
-		case s.slots <- struct{}{}:
-		default: // cheap and bounded, on the accept loop
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, "ERROR server full, try later\n")
-			c.Close()
-			continue
-		}
-		s.track(c, true)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-s.slots }()
-			defer s.track(c, false)
-			defer c.Close()
+	full := func(c net.Conn) { // cheap and bounded, on the accept loop
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, FullMessage+"\n")
+	}
+	return wire.Serve(ctx, ln, wire.ServeOptions{MaxConns: s.cfg.MaxClients, Full: full, Log: s.cfg.Logger},
+		func(ctx context.Context, c net.Conn) {
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
 			s.handle(ctx, c)
-		}()
-	}
-}
-
-func (s *Server) track(c net.Conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-}
-
-func (s *Server) closeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
-}
-
-// item is one unit of a client's outbound queue: lines, or a file.
-type item struct {
-	lines []string
-	file  *os.File // /download: written as FILE <name> <size> + bytes
-	name  string
-	size  int64
-}
-
-// member is a joined client. Only its writer goroutine writes to c once
-// joined; everyone else enqueues. q is never closed (senders work from a
-// snapshot of the room and may race with a leave): quit ends the writer.
-type member struct {
-	nick string
-	c    *wire.Conn
-	q    chan item
-	wait time.Duration
-
-	kickOnce sync.Once
-	kicked   chan struct{}
-	reason   string
-	quit     chan struct{} // closed by the handler when the client leaves
-	done     chan struct{} // closed when the writer has finished
-}
-
-// send enqueues it. A full queue gets up to m.wait to make room (the sender
-// waits: that is the room's flow control); a client that makes no room in
-// that time reads too slowly for the room and is disconnected.
-func (m *member) send(it item) {
-	select {
-	case m.q <- it:
-		return
-	default:
-	}
-	t := time.NewTimer(m.wait)
-	defer t.Stop()
-	select {
-	case m.q <- it:
-		return
-	case <-m.done:
-	case <-t.C:
-		m.kick("outbound queue overflow (reading too slowly)")
-	}
-	if it.file != nil {
-		it.file.Close()
-	}
-}
-
-func (m *member) kick(reason string) {
-	m.kickOnce.Do(func() {
-		m.reason = reason
-		close(m.kicked)
-		m.c.LimitWrite(0, time.Now()) // unblock the writer at once
-		_ = m.c.Conn.SetWriteDeadline(time.Now())
-	})
+		})
 }
 
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	wc := wire.NewConn(c, s.cfg.IOTimeout)
-	br := bufio.NewReaderSize(wc, 64<<10)
+	mr := wire.NewMessageReader(wc, s.cfg.MaxLine, s.cfg.Pause)
 	log := s.cfg.Logger.With("remote", c.RemoteAddr())
-	nick, err := s.join(wc, br)
+	nick, err := s.join(ctx, wc, mr)
 	if err != nil {
 		log.Info("join failed", "err", err)
 		return
 	}
-	m := &member{nick: nick, c: wc, q: make(chan item, s.cfg.QueueLen), wait: s.cfg.QueueWait,
-		kicked: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
-	m.q <- item{lines: []string{"* " + nick + " joined"}} // the newcomer's confirmation comes first
+	m := newMember(nick, wc, s.cfg.QueueBytes)
+	m.send(item{lines: []string{"* " + nick + " joined"}, reply: true}) // the newcomer's confirmation comes first
 	// The room is snapshotted in the same critical section as the change,
 	// so exactly those present before a join hear of it; the writer starts
 	// after, so a client confirmed as joined is in the room.
@@ -274,7 +185,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	sendAll(room, "* "+nick+" joined")
 	s.println("* " + nick + " joined")
 
-	why := s.serveMember(ctx, m, br)
+	why := s.serveMember(ctx, m, mr)
 
 	s.mu.Lock()
 	delete(s.members, nick)
@@ -286,8 +197,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	wc.LimitWrite(s.cfg.IOTimeout, time.Now().Add(s.cfg.IOTimeout))
 	close(m.quit)
 	<-m.done
-	for len(m.q) > 0 { // the writer gave up early: release queued files
-		if it := <-m.q; it.file != nil {
+	for _, it := range m.q.take() { // the writer gave up early: release queued files
+		if it.file != nil {
 			it.file.Close()
 		}
 	}
@@ -299,8 +210,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	log.Info("client left", "nick", nick, "reason", why)
 }
 
-// broadcast sends line to every member but skip, outside the lock: a send
-// may wait for a slow queue and must not hold up joins and leaves.
+// broadcast sends line to every member but skip, from a snapshot taken
+// under the lock; sends never wait.
 func (s *Server) broadcast(skip *member, line string) {
 	s.mu.RLock()
 	room := s.roomLocked(skip)
@@ -325,38 +236,39 @@ func sendAll(room []*member, line string) {
 	}
 }
 
-// join reads nickname lines until one is valid and free.
-func (s *Server) join(wc *wire.Conn, br *bufio.Reader) (string, error) {
-	wc.LimitRead(s.cfg.JoinTimeout, time.Now().Add(s.cfg.JoinTimeout))
+// join reads nickname lines until one is valid and free. Each gets one
+// reply: an ERROR, or (from handle) the "* <nick> joined" confirmation.
+func (s *Server) join(ctx context.Context, wc *wire.Conn, mr *wire.MessageReader) (string, error) {
+	wc.LimitRead(s.cfg.JoinTimeout, time.Time{})
+	deadline := time.Now().Add(s.cfg.JoinTimeout)
 	reply := func(l string) error {
+		wc.LimitWrite(s.cfg.IOTimeout, time.Time{})
 		_, err := io.WriteString(wc, l+"\n")
 		return err
 	}
 	for try := 0; try < maxNickTries; try++ {
-		line, err := wire.ReadLine(br, s.cfg.MaxLine)
-		if errors.Is(err, wire.ErrLineTooLong) {
+		line, err := mr.ReadMessage(ctx, deadline)
+		switch {
+		case errors.Is(err, wire.ErrLineTooLong):
 			if err := reply("ERROR nickname longer than " + strconv.Itoa(MaxNickLen) + " characters"); err != nil {
 				return "", err
 			}
 			continue
-		}
-		if err != nil {
-			if wire.IsTimeout(err) {
-				_ = reply("ERROR no nickname in time")
+		case errors.Is(err, wire.ErrDiscardLimit):
+			if reply(s.tooLongClosing()) == nil {
+				wire.CloseGently(wc.Conn)
 			}
+			return "", fmt.Errorf("read nickname: %w", err)
+		case err != nil && ctx.Err() == nil && wire.IsTimeout(err):
+			if reply("ERROR no nickname in time") == nil {
+				wire.CloseGently(wc.Conn)
+			}
+			return "", fmt.Errorf("read nickname: %w", err)
+		case err != nil:
 			return "", fmt.Errorf("read nickname: %w", err)
 		}
 		if err := ValidateNick(line); err != nil {
 			if err := reply("ERROR " + err.Error()); err != nil {
-				return "", err
-			}
-			continue
-		}
-		s.mu.RLock()
-		_, taken := s.members[line]
-		s.mu.RUnlock()
-		if taken {
-			if err := reply("ERROR nickname taken"); err != nil {
 				return "", err
 			}
 			continue
@@ -368,7 +280,9 @@ func (s *Server) join(wc *wire.Conn, br *bufio.Reader) (string, error) {
 			return "", err
 		}
 	}
-	_ = reply("ERROR too many nickname attempts")
+	if reply("ERROR too many nickname attempts") == nil {
+		wire.CloseGently(wc.Conn)
+	}
 	return "", errors.New("too many nickname attempts")
 }
 
@@ -382,66 +296,4 @@ func (s *Server) reserve(nick string) bool {
 	}
 	s.members[nick] = nil
 	return true
-}
-
-func (s *Server) writer(m *member, log *slog.Logger) {
-	defer close(m.done)
-	defer m.c.Close()
-	bw := bufio.NewWriterSize(m.c, 64<<10)
-	for {
-		var it item
-		select {
-		case it = <-m.q:
-		case <-m.kicked:
-			s.lastWords(m)
-			return
-		case <-m.quit:
-			for len(m.q) > 0 { // flush what was queued before the leave
-				if err := s.write(m, bw, <-m.q); err != nil {
-					return
-				}
-			}
-			_ = bw.Flush()
-			return
-		}
-		if err := s.write(m, bw, it); err != nil {
-			select {
-			case <-m.kicked:
-				s.lastWords(m)
-			default:
-				log.Info("write failed", "err", err)
-			}
-			return
-		}
-	}
-}
-
-// lastWords tries, briefly, to tell a kicked client why.
-func (s *Server) lastWords(m *member) {
-	m.c.LimitWrite(200*time.Millisecond, time.Now().Add(200*time.Millisecond))
-	_, _ = io.WriteString(m.c, "ERROR disconnected: "+m.reason+"\n")
-}
-
-func (s *Server) write(m *member, bw *bufio.Writer, it item) error {
-	if it.file == nil {
-		for _, l := range it.lines {
-			if _, err := bw.WriteString(l + "\n"); err != nil {
-				return err
-			}
-		}
-		if len(m.q) > 0 { // more to come: let them share a syscall
-			return nil
-		}
-		return bw.Flush()
-	}
-	defer it.file.Close()
-	m.c.LimitWrite(s.cfg.IOTimeout, wire.TransferCap(it.size, s.cfg.IOTimeout, s.cfg.MinRate))
-	defer m.c.LimitWrite(s.cfg.IOTimeout, time.Time{})
-	if _, err := fmt.Fprintf(bw, "FILE %s %d\n", it.name, it.size); err != nil {
-		return err
-	}
-	if _, err := io.CopyN(bw, it.file, it.size); err != nil {
-		return fmt.Errorf("send %q: %w", it.name, err)
-	}
-	return bw.Flush()
 }

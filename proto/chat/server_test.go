@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ type testServer struct {
 	stop func()
 }
 
-func startServer(t *testing.T, cfg Config) *testServer {
+func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	if cfg.Repo == "" {
 		cfg.Repo = filepath.Join(t.TempDir(), "files")
@@ -63,12 +64,12 @@ func startServer(t *testing.T, cfg Config) *testServer {
 }
 
 type raw struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
 
-func dialRaw(t *testing.T, addr string) *raw {
+func dialRaw(t testing.TB, addr string) *raw {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
@@ -77,7 +78,7 @@ func dialRaw(t *testing.T, addr string) *raw {
 }
 
 // join connects as nick and waits for its own join line.
-func join(t *testing.T, addr, nick string) *raw {
+func join(t testing.TB, addr, nick string) *raw {
 	t.Helper()
 	r := dialRaw(t, addr)
 	r.send(nick + "\n")
@@ -174,6 +175,7 @@ func TestWhoAndPrivateMessages(t *testing.T) {
 	assert.Equal(t, []string{"alice", "bob", "carol"}, alice.multi())
 	alice.send("/msg bob psst, over here\n")
 	assert.Equal(t, "[private] alice: psst, over here", bob.line())
+	assert.Equal(t, "OK sent to bob", alice.line(), "every command has exactly one reply")
 	alice.send("/msg nobody hello\n")
 	assert.Equal(t, "ERROR no such nickname nobody", alice.line())
 	alice.send("/msg bob\n")
@@ -302,38 +304,71 @@ func TestPerSenderOrder(t *testing.T) {
 	}
 }
 
-func TestSlowReaderDoesNotStall(t *testing.T) {
-	ts := startServer(t, Config{QueueLen: 64, QueueWait: 300 * time.Millisecond, IOTimeout: 2 * time.Second})
-	slow := join(t, ts.addr, "slow")
-	fast := join(t, ts.addr, "fast")
+// deadReader joins as nick with a tiny receive buffer and never reads.
+func deadReader(t testing.TB, addr, nick string) *raw {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	r := &raw{t: t, c: c, br: bufio.NewReaderSize(c, 64<<10)}
+	r.send(nick + "\n")
+	require.Equal(t, "* "+nick+" joined", r.line())
+	return r
+}
+
+func TestDeadReadersAreDroppedAtOnceAndTheOthersGetEverything(t *testing.T) {
+	ts := startServer(t, Config{})                // the default queue: 1 MiB
+	const dead, live, n, size = 10, 3, 8000, 1000 // 8 MB to each member: more than socket buffers and the queue hold
+	var lives []*raw
+	for i := 0; i < live; i++ {
+		lives = append(lives, join(t, ts.addr, fmt.Sprintf("live%d", i)))
+	}
+	for i := 0; i < dead; i++ {
+		deadReader(t, ts.addr, fmt.Sprintf("dead%d", i))
+	}
 	talker := join(t, ts.addr, "talker")
-	fast.line()
-	const n, size = 3000, 4000 // 12 MB: far beyond what socket buffers hold
-	line := strings.Repeat("x", size)
+	for _, l := range lives { // the joins after each live member
+		l.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for l.line() != "* talker joined" {
+		}
+	}
+	text := strings.Repeat("x", size)
 	go func() {
 		w := bufio.NewWriter(talker.c)
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(w, "%d %s\n", i, line)
+			fmt.Fprintf(w, "%d %s\n", i, text)
 		}
 		_ = w.Flush()
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	require.NoError(t, fast.c.SetReadDeadline(deadline))
-	got, left := 0, false
-	for got < n || !left {
-		l, err := fast.br.ReadString('\n')
-		require.NoError(t, err, "fast reader stalled after %d lines", got)
-		switch {
-		case strings.HasPrefix(l, "talker: "):
-			got++
-		case l == "* slow left\n":
-			left = true
-		}
+	var wg sync.WaitGroup
+	for _, l := range lives {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, left := 0, map[string]bool{}
+			for got < n || len(left) < dead {
+				s, err := l.br.ReadString('\n')
+				if !assert.NoError(t, err, "after %d lines and %d leaves", got, len(left)) {
+					return
+				}
+				s = strings.TrimSuffix(s, "\n")
+				if num, ok := strings.CutPrefix(s, "talker: "); ok {
+					if !assert.Equal(t, strconv.Itoa(got)+" "+text, num) {
+						return
+					}
+					got++
+				} else if strings.HasPrefix(s, "* dead") && strings.HasSuffix(s, " left") {
+					left[s] = true
+				}
+			}
+		}()
 	}
-	// The slow client was cut off with a reason after whatever was in flight.
-	require.NoError(t, slow.c.SetReadDeadline(time.Now().Add(5*time.Second)))
-	rest, _ := io.ReadAll(slow.br)
-	assert.Less(t, len(rest), n*size)
+	wg.Wait()
+	assert.Len(t, ts.Nicks(), live+1, "only the dead readers were dropped")
 }
 
 func TestTimeoutsAndLongLines(t *testing.T) {

@@ -44,7 +44,8 @@ type Client struct {
 	cfg ClientConfig
 	raw net.Conn
 	c   *wire.Conn
-	br  *bufio.Reader
+	mr  *wire.MessageReader // a server line, or what arrived before a pause
+	br  *bufio.Reader       // mr's buffer, for downloads
 	bw  *bufio.Writer
 }
 
@@ -73,7 +74,8 @@ func NewClient(ctx context.Context, conn net.Conn, cfg ClientConfig) (*Client, e
 		cfg.DownloadDir = "."
 	}
 	wc := wire.NewConn(conn, cfg.Timeout)
-	c := &Client{cfg: cfg, raw: conn, c: wc, br: bufio.NewReaderSize(wc, 64<<10), bw: bufio.NewWriterSize(wc, 64<<10)}
+	c := &Client{cfg: cfg, raw: conn, c: wc, mr: wire.NewMessageReader(wc, maxReplyLine, 0), bw: bufio.NewWriterSize(wc, 64<<10)}
+	c.br = c.mr.Reader()
 	defer c.watch(ctx)()
 	line, err := c.readLine()
 	if err != nil {
@@ -98,9 +100,15 @@ func (c *Client) watch(ctx context.Context) func() {
 	return func() { stop() }
 }
 
+// maxReplyLine is the longest server line the client reads (an echo of a
+// long line, a long status line).
+const maxReplyLine = 1 << 20
+
+// readLine reads one server line; a line sent without a newline ends at a
+// 200 ms pause, as the server reads commands.
 func (c *Client) readLine() (string, error) {
 	c.c.LimitRead(c.cfg.Timeout, time.Time{})
-	return wire.ReadLine(c.br, 1<<20)
+	return c.mr.ReadMessage(context.Background(), time.Time{})
 }
 
 func (c *Client) send(line string) error {

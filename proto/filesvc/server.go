@@ -26,7 +26,9 @@ type Config struct {
 	MaxClients  int           // concurrent clients admitted (default 3)
 	IdleTimeout time.Duration // to receive a whole command line (default 5m)
 	IOTimeout   time.Duration // per read/write during a transfer or reply (default 30s)
-	MinRate     int64         // bytes/s a transfer may not fall below on average (default 4096)
+	MinRate     int64         // bytes/s a transfer may not fall below over any RateWindow (default 4096)
+	RateWindow  time.Duration // the sliding window of MinRate, and its grace period (default 10s)
+	Pause       time.Duration // quiet time that ends a command sent without a newline (0: 200ms; <0: lines only)
 	MaxLine     int           // longest command line in bytes (default 4096)
 	MaxFileSize int64         // largest upload (default 1 GiB)
 	FullTimeout time.Duration // write deadline for the full reply (default 1s)
@@ -47,6 +49,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MinRate <= 0 {
 		c.MinRate = 4096
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = wire.DefaultRateWindow
 	}
 	if c.MaxLine <= 0 {
 		c.MaxLine = 4096
@@ -73,10 +78,6 @@ type Server struct {
 	cfg   Config
 	store *filestore.Store
 	log   *connLog
-	slots chan struct{}
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
 	outMu sync.Mutex
 }
 
@@ -97,8 +98,6 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	return &Server{
 		cfg: cfg, store: store, log: l,
-		slots: make(chan struct{}, cfg.MaxClients),
-		conns: map[net.Conn]struct{}{},
 	}, nil
 }
 
@@ -120,65 +119,22 @@ func (s *Server) printf(format string, args ...any) {
 // closes every connection and waits for the handlers. It returns nil when
 // stopped by ctx. Serve closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer func() {
-		s.closeAll()
-		wg.Wait()
-	}()
 	s.cfg.Logger.Info("file server listening", "addr", ln.Addr(), "repo", s.store.Dir())
-	for {
-		c, err := wire.Accept(ctx, ln, s.cfg.Logger)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("filesvc: accept: %w", err)
-		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			s.refuse(c)
-			continue
-		}
-		name := s.log.connect(c.RemoteAddr().String(), time.Now())
-		s.track(c, true)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-s.slots }()
-			defer s.track(c, false)
+	return wire.Serve(ctx, ln, wire.ServeOptions{MaxConns: s.cfg.MaxClients, Full: s.refuse, Log: s.cfg.Logger},
+		func(ctx context.Context, c net.Conn) {
+			name := s.log.connect(c.RemoteAddr().String(), time.Now())
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
 			s.handle(ctx, c, name)
-		}()
-	}
+		})
 }
 
 // refuse runs on the accept loop, so it must be cheap: one short write into
-// an empty socket buffer under a deadline, then close.
+// an empty socket buffer under a deadline (wire.Serve then closes c).
 func (s *Server) refuse(c net.Conn) {
 	_ = c.SetWriteDeadline(time.Now().Add(s.cfg.FullTimeout))
 	_, _ = io.WriteString(c, FullMessage+"\n")
-	c.Close()
 	s.cfg.Logger.Debug("refused client: server full", "remote", c.RemoteAddr())
-}
-
-func (s *Server) track(c net.Conn, add bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
-	}
-}
-
-func (s *Server) closeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
-	}
 }
 
 // session is one admitted client.
@@ -186,7 +142,8 @@ type session struct {
 	s    *Server
 	name string
 	c    *wire.Conn
-	br   *bufio.Reader
+	mr   *wire.MessageReader
+	br   *bufio.Reader // mr's buffer, for payloads
 	bw   *bufio.Writer
 	log  *slog.Logger
 }
@@ -197,7 +154,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn, name string) {
 		c:   wire.NewConn(c, s.cfg.IOTimeout),
 		log: s.cfg.Logger.With("client", name, "remote", c.RemoteAddr()),
 	}
-	ss.br = bufio.NewReaderSize(ss.c, 64<<10)
+	ss.mr = wire.NewMessageReader(ss.c, s.cfg.MaxLine, s.cfg.Pause)
+	ss.br = ss.mr.Reader()
 	ss.bw = bufio.NewWriterSize(ss.c, 64<<10)
 	s.printf("%s connected from %s", name, c.RemoteAddr())
 	why := ss.run(ctx)
@@ -217,14 +175,21 @@ func (ss *session) run(ctx context.Context) string {
 	}
 	cfg := &ss.s.cfg
 	for ctx.Err() == nil {
-		ss.c.LimitRead(cfg.IdleTimeout, time.Now().Add(cfg.IdleTimeout))
-		line, err := wire.ReadLine(ss.br, cfg.MaxLine)
+		ss.c.LimitRead(cfg.IdleTimeout, time.Time{})
+		line, err := ss.mr.ReadMessage(ctx, time.Now().Add(cfg.IdleTimeout))
 		switch {
 		case errors.Is(err, wire.ErrLineTooLong):
 			if ss.reply(fmt.Sprintf("ERROR line too long (limit %d bytes)", cfg.MaxLine)) != nil {
 				return "write failed"
 			}
 			continue
+		case errors.Is(err, wire.ErrDiscardLimit):
+			if ss.reply(fmt.Sprintf("ERROR line too long (limit %d bytes); closing after %d bytes", cfg.MaxLine, wire.MaxDiscard)) == nil {
+				wire.CloseGently(ss.c)
+			}
+			return "line too long"
+		case ctx.Err() != nil:
+			return "server stopping"
 		case errors.Is(err, io.EOF):
 			return "closed by client"
 		case wire.IsTimeout(err):
@@ -250,7 +215,7 @@ func (ss *session) command(ctx context.Context, line string) (done bool, why str
 	var werr error
 	switch cmd.Kind {
 	case Echo:
-		werr = ss.reply(cmd.Text + " ACK")
+		werr = ss.reply(wire.Escape(cmd.Text) + " ACK")
 	case Status:
 		recs := ss.s.log.snapshot()
 		lines := make([]string, 0, len(recs)+1)
@@ -290,9 +255,8 @@ func (ss *session) refuse(err error) (bool, string) {
 			_ = ss.reply("ERROR " + pe.Reason + "; closing, the upload cannot be skipped")
 			return true, "bad upload header"
 		}
-		ss.c.LimitRead(ss.s.cfg.IOTimeout, wire.TransferCap(pe.Follow, ss.s.cfg.IOTimeout, ss.s.cfg.MinRate))
-		if _, derr := io.CopyN(io.Discard, ss.br, pe.Follow); derr != nil {
-			return true, "upload cut short"
+		if done, why := ss.skip(pe.Follow); done {
+			return done, why
 		}
 	}
 	if ss.reply("ERROR "+reason(err)) != nil {
@@ -312,12 +276,12 @@ func (ss *session) get(_ context.Context, name string) (bool, string) {
 	}
 	defer f.Close()
 	cfg := &ss.s.cfg
-	ss.c.LimitWrite(cfg.IOTimeout, wire.TransferCap(size, cfg.IOTimeout, cfg.MinRate))
 	defer ss.c.LimitWrite(cfg.IOTimeout, time.Time{})
-	if _, err := ss.bw.WriteString("START " + strconv.FormatInt(size, 10) + "\n"); err != nil {
+	if ss.reply("START "+strconv.FormatInt(size, 10)) != nil {
 		return true, "write failed"
 	}
-	if n, err := io.CopyN(ss.bw, f, size); err != nil {
+	rw := wire.NewRateWriter(ss.c, ss.c, ss.rate())
+	if n, err := io.CopyN(rw, f, size); err != nil {
 		// The header promised size bytes; the stream cannot be repaired.
 		ss.log.Warn("get aborted", "name", name, "sent", n, "size", size, "err", err)
 		return true, "get aborted"
@@ -335,20 +299,16 @@ func (ss *session) put(_ context.Context, name string, size int64) (bool, string
 	if err != nil {
 		ss.log.Error("put: cannot start", "name", name, "err", err)
 		// The payload is on its way: drop it to stay in step.
-		ss.c.LimitRead(cfg.IOTimeout, wire.TransferCap(size, cfg.IOTimeout, cfg.MinRate))
-		if _, derr := io.CopyN(io.Discard, ss.br, size); derr != nil {
-			return true, "upload cut short"
+		if done, why := ss.skip(size); done {
+			return done, why
 		}
 		return ss.replyOrDone("ERROR " + filestore.Reason(err))
 	}
-	ss.c.LimitRead(cfg.IOTimeout, wire.TransferCap(size, cfg.IOTimeout, cfg.MinRate))
-	if _, err := up.ReadFrom(ss.br); err != nil {
+	defer ss.c.LimitRead(cfg.IOTimeout, time.Time{})
+	if _, err := up.ReadFrom(wire.NewRateReader(ss.br, ss.c, ss.rate())); err != nil {
 		up.Abort()
 		ss.log.Info("put: upload cut short", "name", name, "err", err)
-		if wire.IsTimeout(err) {
-			_ = ss.reply("ERROR upload timed out")
-		}
-		return true, "upload cut short"
+		return ss.cutShort(err)
 	}
 	if wire.ExtraBytes(ss.br, ss.c, cfg.UploadQuiet) {
 		up.Abort()
@@ -362,6 +322,42 @@ func (ss *session) put(_ context.Context, name string, size int64) (bool, string
 	}
 	ss.log.Info("put", "name", name, "size", size, "sha256", sum)
 	return ss.replyOrDone("OK " + sum)
+}
+
+// rate is the trickle rule for one payload; it also sets the per-read and
+// per-write silence limit, IOTimeout, for the transfer.
+func (ss *session) rate() wire.MinRate {
+	ss.c.LimitRead(ss.s.cfg.IOTimeout, time.Time{})
+	ss.c.LimitWrite(ss.s.cfg.IOTimeout, time.Time{})
+	return wire.MinRate{Rate: ss.s.cfg.MinRate, Window: ss.s.cfg.RateWindow}
+}
+
+// skip reads and drops the n payload bytes of a refused upload, under the
+// same trickle rule as an accepted one.
+func (ss *session) skip(n int64) (bool, string) {
+	defer ss.c.LimitRead(ss.s.cfg.IOTimeout, time.Time{})
+	if _, err := io.CopyN(io.Discard, wire.NewRateReader(ss.br, ss.c, ss.rate()), n); err != nil {
+		ss.log.Info("refused upload cut short", "err", err)
+		return ss.cutShort(err)
+	}
+	return false, ""
+}
+
+// cutShort ends the connection after a payload that stopped or trickled.
+func (ss *session) cutShort(err error) (bool, string) {
+	cfg := &ss.s.cfg
+	switch {
+	case errors.Is(err, wire.ErrTooSlow):
+		if ss.reply(fmt.Sprintf("ERROR upload too slow (under %d bytes/s over %v); closing", cfg.MinRate, cfg.RateWindow)) == nil {
+			wire.CloseGently(ss.c)
+		}
+		return true, "upload too slow"
+	case wire.IsTimeout(err):
+		if ss.reply("ERROR upload timed out") == nil {
+			wire.CloseGently(ss.c)
+		}
+	}
+	return true, "upload cut short"
 }
 
 func (ss *session) replyOrDone(line string) (bool, string) {

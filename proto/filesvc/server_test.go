@@ -16,11 +16,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/labctl/labctl/proto/internal/prototest"
 )
 
 type testServer struct {
@@ -40,21 +43,13 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	}
 	srv, err := NewServer(cfg)
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	ln := prototest.ListenTCP(t)
+	run := prototest.Start(t, func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				assert.NoError(t, err)
-			case <-time.After(5 * time.Second):
-				t.Error("server did not stop within 5s")
-			}
+			run.Stop()
+			run.Exited(t)
 			assert.NoError(t, srv.Close())
 		})
 	}
@@ -466,4 +461,116 @@ func TestClientRunScript(t *testing.T) {
 		"START 6", "END", "saved " + filepath.Join(down, "notes.txt") + " (6 bytes, sha256 " + hexSum + ")",
 		"ERROR no such file", "BYE", "",
 	}, "\n"), out.String())
+}
+
+// trickle sends one byte every 20 ms until the server closes or n are sent.
+func trickle(c net.Conn, n int) {
+	for range n {
+		if _, err := c.Write([]byte{'t'}); err != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A trickling put, accepted or refused, holds no slot past the rate window
+// (issues 13.4, 17.4), however large the announced size.
+func TestTrickleHoldsNoSlot(t *testing.T) {
+	for _, header := range []string{"put big.bin 1000000000\n", "put ../escape.bin 1000000000\n"} {
+		ts := startServer(t, Config{MaxClients: 1, MinRate: 1000, RateWindow: 300 * time.Millisecond})
+		slow := dialRaw(t, ts.addr)
+		assert.Equal(t, "Client01", slow.line())
+		start := time.Now()
+		slow.send(header)
+		go trickle(slow.c, 500)
+		assert.Contains(t, slow.line(), "ERROR upload too slow (under 1000 bytes/s over 300ms)", header)
+		assert.Less(t, time.Since(start), 3*time.Second, "cut about a window after the trickle began")
+		slow.closed()
+		// The server lingers (at most wire.LingerTime) after its FIN so
+		// the ERROR line is not lost to a reset; then the slot is free.
+		require.Eventually(t, func() bool {
+			return dialRaw(t, ts.addr).line() != FullMessage
+		}, 5*time.Second, 50*time.Millisecond, "the slot is free again")
+		ts.stop()
+	}
+}
+
+// A FIFO in the repository is not listed and get refuses it at once; the
+// server still stops promptly (issue 13.4).
+func TestFIFOInRepository(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	require.NoError(t, os.MkdirAll(repo, 0o755))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(repo, "pipe"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "ok.txt"), []byte("ok"), 0o644))
+	ts := startServer(t, Config{Repo: repo})
+	c := dialRaw(t, ts.addr)
+	c.line()
+	c.send("list\n")
+	assert.Equal(t, "ok.txt", c.line())
+	assert.Equal(t, ".", c.line())
+	c.send("get pipe\n")
+	assert.Equal(t, "ERROR not a regular file", c.line())
+	c.send("get ok.txt\n")
+	assert.Equal(t, "START 2", c.line())
+	ts.stop()
+}
+
+// An over-long line past the discard limit still gets one ERROR line
+// before the close (issue 13.7); below it the server stays in step.
+func TestFloodGetsErrorBeforeClose(t *testing.T) {
+	ts := startServer(t, Config{})
+	c := dialRaw(t, ts.addr)
+	c.line()
+	go func() {
+		chunk := bytes.Repeat([]byte("z"), 1<<20)
+		for range 80 {
+			if _, err := c.c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	assert.Equal(t, "ERROR line too long (limit 4096 bytes); closing after 67108864 bytes", c.line())
+	c.closed()
+}
+
+// The echo escapes control characters (issue 17.3); a command without a
+// newline is understood after the pause (issue 10.2).
+func TestEchoEscapesAndLenientFraming(t *testing.T) {
+	ts := startServer(t, Config{Pause: 50 * time.Millisecond})
+	c := dialRaw(t, ts.addr)
+	c.line()
+	c.send("hi\x1b[2J\rthere\x07\n")
+	assert.Equal(t, `hi\x1b[2J\rthere\a ACK`, c.line())
+
+	bare := dialRaw(t, ts.addr) // a client that never sends a newline
+	bare.line()
+	bare.send("list")
+	assert.Equal(t, ".", bare.line())
+	bare.send("hello")
+	assert.Equal(t, "hello ACK", bare.line())
+}
+
+// A download drained too slowly is cut by the same sliding-window rule.
+func TestSlowDownloadHoldsNoSlot(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	require.NoError(t, os.MkdirAll(repo, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "big"), make([]byte, 64<<20), 0o644))
+	out := prototest.NewSink()
+	ts := startServer(t, Config{Repo: repo, MaxClients: 1, MinRate: 1 << 20, RateWindow: 300 * time.Millisecond, Out: out})
+	slow := dialRaw(t, ts.addr)
+	slow.line()
+	slow.send("get big\n")
+	start := time.Now()
+	go func() {
+		buf := make([]byte, 1024)
+		for time.Since(start) < 20*time.Second { // a reader far below 1 MiB/s
+			_ = slow.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := slow.br.Read(buf); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	out.Expect(t, "Client01 disconnected (get aborted)")
+	assert.Less(t, time.Since(start), 8*time.Second, "cut about a window after the socket buffers filled")
 }

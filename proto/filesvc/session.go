@@ -62,14 +62,14 @@ func (c *Client) doPut(ctx context.Context, args []string, out io.Writer) error 
 func printReply(out io.Writer, err error, lines ...string) error {
 	var se *ServerError
 	if errors.As(err, &se) {
-		fmt.Fprintln(out, se.Line)
+		fmt.Fprintln(out, wire.Escape(se.Line))
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	for _, l := range lines {
-		fmt.Fprintln(out, l)
+		fmt.Fprintln(out, wire.Escape(l))
 	}
 	return nil
 }

@@ -260,15 +260,15 @@ func ctxErr(ctx context.Context, err error) error {
 // link carries lines over a stream (one per `\n`) or datagrams (one each).
 type link struct {
 	conn net.Conn
-	lr   *wire.LineReader // streams only
-	buf  []byte           // datagrams only
+	mr   *wire.MessageReader // streams only: a line, or what came before a pause
+	buf  []byte              // datagrams only
 }
 
 func newLink(conn net.Conn, datagram bool) *link {
 	if datagram {
 		return &link{conn: conn, buf: make([]byte, MaxFrame+3)}
 	}
-	return &link{conn: conn, lr: newLineReader(conn, MaxFrame)}
+	return &link{conn: conn, mr: wire.NewMessageReader(conn, MaxFrame, 0)}
 }
 
 // send writes one line; the delayed-fault goroutines may call it too (a
@@ -278,11 +278,11 @@ func (l *link) send(line string) error {
 }
 
 func (l *link) recv(deadline time.Time) (string, error) {
+	if l.mr != nil {
+		return l.mr.ReadMessage(context.Background(), deadline)
+	}
 	if err := l.conn.SetReadDeadline(deadline); err != nil {
 		return "", err
-	}
-	if l.lr != nil {
-		return l.lr.ReadLine()
 	}
 	n, err := l.conn.Read(l.buf)
 	if err != nil {

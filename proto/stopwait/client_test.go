@@ -14,7 +14,7 @@ import (
 )
 
 // runClient runs a Client against srv and returns its output lines.
-func runClient(t *testing.T, srv *running, udp bool, c *Client, input string) ([]string, *sink, error) {
+func runClient(t *testing.T, srv *running, udp bool, c *Client, input string) ([]string, sink, error) {
 	t.Helper()
 	out, logs := newSink(), newSink()
 	c.Out, c.Logger = out, quietLogger(logs)

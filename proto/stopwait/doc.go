@@ -6,6 +6,12 @@
 // # Wire format
 //
 // UTF-8 text lines ending in "\n" ("\r\n" accepted). Default port 9000.
+// Over TCP a frame (or TCHAU) sent without a newline ends at a pause of
+// Pause (default 200 ms, --pause; negative: lines only), as a student's
+// send() without "\n" does; the reference client reads the server's
+// replies the same way. Once a peer has ended a frame with a newline, only
+// newlines end its frames, so a long frame delayed part-way by a lost
+// segment is not cut in two. Over UDP a datagram is one frame.
 //
 //	client → server:  <seq> <checksum> <message>
 //	                  TCHAU
@@ -40,7 +46,12 @@
 //     again.
 //
 // The server prints "Server is started" once listening, then each delivered
-// message, nothing else; diagnostics go to the logger.
+// message on one line, nothing else; diagnostics go to the logger. A
+// delivered message is printed through wire.Escape: control characters (a
+// "\n" in a datagram, CR, ESC, tab …) as Go escapes ("\n", "\r", "\x1b",
+// "\t"), invalid UTF-8 bytes as "\xHH" and a backslash as "\\", so one
+// message is always one line and cannot move the cursor of the terminal
+// (or labctl logs) that shows it. The escaped line reads back exactly.
 //
 // # Client
 //
@@ -71,7 +82,9 @@
 // closes), when the client closes, or after IdleTimeout (default 60 s)
 // without a line ("ERROR idle timeout (no frame within 1m0s)", then close).
 // A line longer than MaxFrame earns "ERROR frame too long (max 8192
-// bytes)" and the connection is closed. At most MaxSessions (default 16,
+// bytes)" and the connection is closed gently (half-close, a brief drain),
+// so the line is not lost to a reset — also past the 64 MB the server
+// reads of one line before giving up. At most MaxSessions (default 16,
 // the seed's max_threads) connections are served at once; beyond that the
 // server stops accepting, so a newcomer waits in the kernel's backlog: its
 // frames are answered, in order, once a slot frees. Meanwhile its timer
@@ -90,11 +103,28 @@
 //     a new socket (a new ephemeral port).
 //   - It ends with TCHAU → BYE. TCHAU from an address with no session is
 //     answered BYE too, so a TCHAU retransmitted after a lost BYE still
-//     ends cleanly. For IdleTimeout after it ended, frames from that
-//     address get "ERROR session ended" instead of opening a new session,
-//     so a late duplicate is never delivered twice (like TCP's TIME-WAIT).
-//   - It expires after IdleTimeout (default 60 s) without a datagram; a
-//     frame arriving later opens a new session that expects seq 0.
+//     ends cleanly. For EndedAge (default 2 min, --ended-age) after it
+//     ended, frames from that address get "ERROR session ended" instead of
+//     opening a new session, so a late duplicate is never delivered twice
+//     (like TCP's TIME-WAIT). This holds after any number of sessions:
+//     records expire by age only, oldest first. The age is safe because a
+//     late copy can only come from the network — the client stops at BYE
+//     and retransmits a frame for at most MaxTries × Timeout (10 s by
+//     default) — and 2 min is twice Linux's TIME-WAIT and far beyond any
+//     lab delay or queue; only a seq-0 copy could be mistaken for a new
+//     session at all. Memory is bounded by MaxEnded (default 65536 records
+//     of about 100 bytes, --max-ended; expired sessions being recorded can
+//     pass it by at most MaxSessions): at the bound, frames from new
+//     addresses are ignored, as at MaxSessions, until the oldest record
+//     ages out — a record is never dropped early. A client that reuses the
+//     address of a session ended less than EndedAge ago gets "ERROR session
+//     ended" (a new socket takes a new ephemeral port).
+//   - It expires after IdleTimeout (default 60 s) without a datagram. If it
+//     delivered anything it is then remembered like a session ended by
+//     TCHAU (below), so a late copy of its frame 0 is not delivered again;
+//     a session that delivered nothing is simply forgotten. A frame from
+//     an address with no session and no record opens a new session that
+//     expects seq 0.
 //   - At MaxSessions, frames from new addresses are ignored without an
 //     answer, as a TCP newcomer waits unanswered in the backlog: the
 //     client's timer retransmits and it gets in once a session ends or

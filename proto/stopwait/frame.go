@@ -6,6 +6,8 @@ import (
 	"hash/crc32"
 	"strconv"
 	"strings"
+
+	"github.com/labctl/labctl/proto/internal/wire"
 )
 
 // MaxFrame is the longest frame (a line or a datagram), not counting its
@@ -30,7 +32,7 @@ var (
 	// server answers NACK <seq>.
 	ErrBadFrame   = errors.New("bad frame")
 	ErrBadReply   = errors.New("bad reply")
-	ErrFrameLong  = errors.New("frame too long")
+	ErrFrameLong  = wire.ErrLineTooLong // a frame over MaxFrame bytes
 	ErrMessageBad = errors.New("bad message")
 )
 

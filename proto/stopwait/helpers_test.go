@@ -6,118 +6,52 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/labctl/labctl/proto/internal/prototest"
 )
 
-const waitLimit = 10 * time.Second
+const waitLimit = prototest.Wait
 
-// sink is an io.Writer that hands complete lines to a test.
-type sink struct {
-	mu      sync.Mutex
-	partial string
-	all     []string
-	ch      chan string
-}
+// sink adapts prototest.Sink to this package's tests.
+type sink struct{ *prototest.Sink }
 
-func newSink() *sink { return &sink{ch: make(chan string, 8192)} }
-
-func (s *sink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.partial += string(p)
-	for {
-		i := strings.IndexByte(s.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := s.partial[:i]
-		s.partial = s.partial[i+1:]
-		s.all = append(s.all, line)
-		select {
-		case s.ch <- line:
-		default:
-		}
-	}
-}
-
-func (s *sink) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.all...)
-}
-
-func (s *sink) expect(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.After(waitLimit)
-	for {
-		select {
-		case line := <-s.ch:
-			if strings.Contains(line, want) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no line containing %q; got %q", want, s.lines())
-		}
-	}
-}
+func newSink() sink                             { return sink{prototest.NewSink()} }
+func (s sink) expect(t *testing.T, want string) { t.Helper(); s.Expect(t, want) }
+func (s sink) lines() []string                  { return s.Lines() }
+func quietLogger(s sink) *slog.Logger           { return prototest.Logger(s.Sink) }
 
 type running struct {
-	addr   string
-	out    *sink
-	logs   *sink
-	cancel context.CancelFunc
-	done   chan error
+	*prototest.Running
+	addr string
+	out  sink
+	logs sink
 }
 
 // stop cancels the server and checks that it returns nil.
 func (r *running) stop(t *testing.T) {
 	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		require.NoError(t, err)
-		r.done <- nil // for Cleanup
-	case <-time.After(waitLimit):
-		t.Fatal("server did not stop")
-	}
+	r.Stop()
+	r.Exited(t)
 }
 
-func quietLogger(s *sink) *slog.Logger {
-	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// start runs s on loopback, over UDP if udp.
+// start runs s on loopback, over UDP if udp; it is stopped at cleanup.
 func start(t *testing.T, s *Server, udp bool) *running {
 	t.Helper()
 	r := &running{out: newSink(), logs: newSink()}
-	s.Out, s.Logger = r.out, quietLogger(r.logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	r.cancel, r.done = cancel, done
+	s.Out, s.Logger = r.out.Sink, quietLogger(r.logs)
 	if udp {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		require.NoError(t, err)
+		pc := prototest.ListenUDP(t)
 		r.addr = pc.LocalAddr().String()
-		go func() { done <- s.ServePacket(ctx, pc) }()
+		r.Running = prototest.Start(t, func(ctx context.Context) error { return s.ServePacket(ctx, pc) })
 	} else {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
+		ln := prototest.ListenTCP(t)
 		r.addr = ln.Addr().String()
-		go func() { done <- s.Serve(ctx, ln) }()
+		r.Running = prototest.Start(t, func(ctx context.Context) error { return s.Serve(ctx, ln) })
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(waitLimit):
-			t.Error("server did not stop")
-		}
-	})
 	r.out.expect(t, "Server is started")
 	return r
 }

@@ -1,10 +1,6 @@
 package stopwait
 
-import (
-	"io"
-
-	"github.com/labctl/labctl/proto/internal/wire"
-)
+import "github.com/labctl/labctl/proto/internal/wire"
 
 // The line handling is shared with the other course programs.
 var (
@@ -12,7 +8,3 @@ var (
 	writeLine = wire.WriteLine
 	trimEOL   = wire.TrimEOL
 )
-
-func newLineReader(r io.Reader, max int) *wire.LineReader {
-	return wire.NewLineReader(r, max, ErrFrameLong)
-}

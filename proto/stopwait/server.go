@@ -17,6 +17,15 @@ const (
 	DefaultMaxSessions  = 16
 	DefaultIdleTimeout  = 60 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultEndedAge is how long a UDP session that ended by TCHAU is
+	// remembered, so that a late duplicate of one of its frames is never
+	// delivered again (see the package documentation for why it is safe).
+	DefaultEndedAge = 2 * time.Minute
+	// DefaultMaxEnded bounds the ended sessions remembered at once (about
+	// 100 bytes each: 6.5 MB). At the bound no new UDP session opens until
+	// the oldest record ages out; no record is ever dropped early.
+	DefaultMaxEnded = 1 << 16
+	DefaultPause    = wire.DefaultPause // quiet time that ends a TCP frame sent without a newline
 )
 
 // Server is the stop-and-wait receiver. The zero value is usable.
@@ -26,6 +35,9 @@ type Server struct {
 	MaxSessions  int           // sessions served at once (the seed's max_threads)
 	IdleTimeout  time.Duration // a session with no frame for this long ends
 	WriteTimeout time.Duration // how long one TCP reply may take to send
+	Pause        time.Duration // TCP: quiet time that ends a frame without a newline (0: DefaultPause; <0: lines only)
+	EndedAge     time.Duration // UDP: how long an ended session is remembered (default DefaultEndedAge)
+	MaxEnded     int           // UDP: ended sessions remembered at once (default DefaultMaxEnded)
 }
 
 type server struct {
@@ -51,8 +63,18 @@ func (s *Server) withDefaults() *server {
 	if srv.WriteTimeout <= 0 {
 		srv.WriteTimeout = DefaultWriteTimeout
 	}
+	if srv.EndedAge <= 0 {
+		srv.EndedAge = DefaultEndedAge
+	}
+	if srv.MaxEnded <= 0 {
+		srv.MaxEnded = DefaultMaxEnded
+	}
 	return srv
 }
+
+// deliver prints one delivered message on one line: control characters
+// (a `\n` included) and invalid UTF-8 escaped by wire.Escape.
+func (srv *server) deliver(msg string) { srv.println(wire.Escape(msg)) }
 
 func (srv *server) println(s string) {
 	srv.mu.Lock()
@@ -71,26 +93,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv.println("Server is started")
 	srv.log.Info("listening", "net", "tcp", "addr", ln.Addr().String())
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	slots := make(chan struct{}, srv.MaxSessions)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
-		conn, err := wire.Accept(ctx, ln, srv.log)
-		if err != nil {
-			return nil // ctx is done or ln closed: a clean stop
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			srv.serveConn(ctx, conn)
-		}()
-	}
+	return wire.Serve(ctx, ln, wire.ServeOptions{MaxConns: srv.MaxSessions, Log: srv.log}, srv.serveConn)
 }
 
 func (srv *server) serveConn(ctx context.Context, conn net.Conn) {
@@ -99,23 +102,16 @@ func (srv *server) serveConn(ctx context.Context, conn net.Conn) {
 	log.Info("session started")
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	lr := newLineReader(conn, MaxFrame)
+	mr := wire.NewMessageReader(conn, MaxFrame, srv.Pause)
 	var sess session
 	for {
-		if err := conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout)); err != nil {
-			return
-		}
-		if ctx.Err() != nil { // after setting the deadline: see AfterFunc above
-			srv.fail(conn, log, "ERROR server shutting down")
-			return
-		}
-		line, err := lr.ReadLine()
+		line, err := mr.ReadMessage(ctx, time.Now().Add(srv.IdleTimeout))
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			srv.fail(conn, log, "ERROR server shutting down")
 			return
-		case errors.Is(err, ErrFrameLong):
+		case errors.Is(err, ErrFrameLong), errors.Is(err, wire.ErrDiscardLimit):
 			srv.fail(conn, log, fmt.Sprintf("ERROR frame too long (max %d bytes)", MaxFrame))
 			return
 		case isTimeout(err):
@@ -127,7 +123,7 @@ func (srv *server) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		v := sess.handle(line)
 		if v.deliver {
-			srv.println(v.msg)
+			srv.deliver(v.msg)
 		}
 		log.Debug("frame", "reply", v.reply)
 		if err := writeLine(conn, srv.WriteTimeout, v.reply); err != nil {
@@ -141,17 +137,12 @@ func (srv *server) serveConn(ctx context.Context, conn net.Conn) {
 	}
 }
 
-// fail sends one ERROR line and drains unread input for a bounded time, so
-// that closing does not reset the connection before the client reads it.
+// fail sends one ERROR line and closes gently, so that the close does not
+// reset the connection before the client reads it.
 func (srv *server) fail(conn net.Conn, log *slog.Logger, line string) {
 	log.Warn("session dropped", "reply", line)
 	if writeLine(conn, srv.WriteTimeout, line) != nil {
 		return
 	}
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	if conn.SetReadDeadline(time.Now().Add(500*time.Millisecond)) == nil {
-		_, _ = io.CopyN(io.Discard, conn, 4<<20)
-	}
+	wire.CloseGently(conn)
 }

@@ -28,6 +28,7 @@ func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
 	srv.log.Info("listening", "net", "udp", "addr", pc.LocalAddr().String())
 
 	u := &udpServer{server: srv, pc: pc, sessions: map[string]*udpSession{}, ended: map[string]time.Time{}}
+	srv.log.Info("ended sessions remembered", "age", srv.EndedAge, "max", srv.MaxEnded)
 	buf := make([]byte, MaxFrame+3)
 	tick := min(srv.IdleTimeout/2, time.Second)
 	lastSweep := time.Now()
@@ -65,11 +66,17 @@ type udpServer struct {
 	*server
 	pc       net.PacketConn
 	sessions map[string]*udpSession
-	ended    map[string]time.Time // recently ended by TCHAU, like TCP's TIME-WAIT
+	// ended holds the sessions that ended by TCHAU less than EndedAge ago,
+	// like TCP's TIME-WAIT; endedOrder is the same keys oldest first, so
+	// that expiry costs only what expires.
+	ended      map[string]time.Time
+	endedOrder []endedKey
 }
 
-// maxEnded bounds the memory of recently ended sessions.
-const maxEnded = 4096
+type endedKey struct {
+	key string
+	at  time.Time
+}
 
 func (u *udpServer) handle(datagram []byte, addr net.Addr) {
 	if len(datagram) > MaxFrame+2 || len(trimEOL(datagram)) > MaxFrame {
@@ -99,10 +106,12 @@ func (u *udpServer) handle(datagram []byte, addr net.Addr) {
 			u.reply(addr, fmt.Sprintf("ERROR %v", err)) // garbage opens no session
 			return
 		}
-		if len(u.sessions) >= u.MaxSessions {
+		if len(u.sessions) >= u.MaxSessions || len(u.ended) >= u.MaxEnded {
 			u.sweep(time.Now())
 		}
-		if len(u.sessions) >= u.MaxSessions {
+		if len(u.sessions) >= u.MaxSessions || len(u.ended) >= u.MaxEnded {
+			// At MaxEnded too: forgetting an ended session early could
+			// deliver its late duplicate twice, so newcomers wait instead.
 			// No answer: the client's timer retransmits, so it waits
 			// until a session ends, like a TCP client in the backlog.
 			u.log.Debug("sessions full, frame ignored", "remote", key)
@@ -115,13 +124,11 @@ func (u *udpServer) handle(datagram []byte, addr net.Addr) {
 	sess.last = time.Now()
 	v := sess.handle(line)
 	if v.deliver {
-		u.println(v.msg)
+		u.deliver(v.msg)
 	}
 	if v.end {
 		delete(u.sessions, key)
-		if len(u.ended) < maxEnded {
-			u.ended[key] = time.Now()
-		}
+		u.remember(key, time.Now())
 		sess.log.Info("session ended", "reason", "TCHAU", "delivered", sess.expected)
 	}
 	sess.log.Debug("frame", "reply", v.reply)
@@ -134,18 +141,35 @@ func (u *udpServer) reply(addr net.Addr, line string) {
 	}
 }
 
-// sweep ends sessions idle for IdleTimeout.
+// remember records key as an ended session for EndedAge.
+func (u *udpServer) remember(key string, now time.Time) {
+	u.ended[key] = now
+	u.endedOrder = append(u.endedOrder, endedKey{key, now})
+}
+
+// sweep ends sessions idle for IdleTimeout and forgets ended sessions older
+// than EndedAge. An expired session that delivered anything is remembered
+// like one ended by TCHAU: a late copy of its frame 0 must not open a new
+// session and be delivered again. (So the ended table may pass MaxEnded by
+// at most MaxSessions.)
 func (u *udpServer) sweep(now time.Time) {
 	for key, sess := range u.sessions {
 		if now.Sub(sess.last) >= u.IdleTimeout {
 			delete(u.sessions, key)
+			if sess.expected > 0 {
+				u.remember(key, now)
+			}
 			sess.log.Info("session expired", "idle", u.IdleTimeout, "next_seq", sess.expected)
 		}
 	}
-	for key, at := range u.ended {
-		if now.Sub(at) >= u.IdleTimeout {
-			delete(u.ended, key)
+	i := 0
+	for ; i < len(u.endedOrder) && now.Sub(u.endedOrder[i].at) >= u.EndedAge; i++ {
+		if e := u.endedOrder[i]; u.ended[e.key].Equal(e.at) {
+			delete(u.ended, e.key)
 		}
+	}
+	if i > 0 {
+		u.endedOrder = append(u.endedOrder[:0:0], u.endedOrder[i:]...)
 	}
 }
 

@@ -23,6 +23,11 @@ type Client struct {
 	Prompt  io.Writer     // where the question for the name goes (nil: nowhere)
 	Out     io.Writer     // program output: the server's lines and the line sent
 	Timeout time.Duration // longest wait for each server line; 0 waits until ctx is done
+	// Bare sends the seed figures' form: the name alone, with no newline,
+	// as a student's client does (send(name.encode())), instead of the
+	// text's "Client X: <name>\n".
+	Bare  bool
+	Pause time.Duration // quiet time that ends a server line sent without a newline (0: wire.DefaultPause; <0: lines only)
 }
 
 // Run talks to the server on conn and closes conn when it returns. It
@@ -35,9 +40,9 @@ func (c *Client) Run(ctx context.Context, conn net.Conn) error {
 	if out == nil {
 		out = io.Discard
 	}
-	lr := newLineReader(conn, MaxLine)
+	mr := wire.NewMessageReader(conn, MaxLine, c.Pause)
 
-	line, err := c.readLine(ctx, conn, lr)
+	line, err := c.readLine(ctx, mr)
 	if err != nil {
 		return fmt.Errorf("wait for partner: %w", err)
 	}
@@ -50,13 +55,19 @@ func (c *Client) Run(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	msg := MessageLine(letter, name)
-	if err := writeLine(conn, DefaultWriteTimeout, msg); err != nil {
+	msg, wireMsg := MessageLine(letter, name), MessageLine(letter, name)+"\n"
+	if c.Bare {
+		msg, wireMsg = name, name
+	}
+	if err := conn.SetWriteDeadline(time.Now().Add(DefaultWriteTimeout)); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(conn, wireMsg); err != nil { // one write: one segment
 		return fmt.Errorf("send %q: %w", msg, ctxErr(ctx, err))
 	}
 	fmt.Fprintln(out, msg)
 
-	reply, err := c.readLine(ctx, conn, lr)
+	reply, err := c.readLine(ctx, mr)
 	if err != nil {
 		return fmt.Errorf("wait for acknowledgment: %w", err)
 	}
@@ -64,19 +75,18 @@ func (c *Client) Run(ctx context.Context, conn net.Conn) error {
 	return nil
 }
 
-// readLine reads one server line; an ERROR line becomes an error.
-func (c *Client) readLine(ctx context.Context, conn net.Conn, lr *wire.LineReader) (string, error) {
+// readLine reads one server line (or what arrived before a pause); an
+// ERROR line becomes an error. What it returns is escaped for printing.
+func (c *Client) readLine(ctx context.Context, mr *wire.MessageReader) (string, error) {
 	var deadline time.Time
 	if c.Timeout > 0 {
 		deadline = time.Now().Add(c.Timeout)
 	}
-	if err := conn.SetReadDeadline(deadline); err != nil {
-		return "", err
-	}
-	line, err := lr.ReadLine()
+	line, err := mr.ReadMessage(ctx, deadline)
 	if err != nil {
 		return "", ctxErr(ctx, err)
 	}
+	line = wire.Escape(line)
 	if strings.HasPrefix(line, "ERROR") {
 		if c.Out != nil {
 			fmt.Fprintln(c.Out, line)

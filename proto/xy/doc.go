@@ -4,37 +4,64 @@
 //
 // # Wire format
 //
-// UTF-8 text lines ending in "\n"; "\r\n" is accepted too. Default TCP port
-// 12000.
+// UTF-8 text. Default TCP port 12000. A message is a line ending in "\n"
+// ("\r\n" accepted), or whatever arrived before a pause of Pause (default
+// 200 ms, --pause; negative: lines only) without a newline, as a student's
+// send(b"Alice") does; a "\n" arriving right after such a message is its
+// late terminator and is skipped. Once a peer has ended a message with a
+// newline, only newlines end its messages (wire.MessageReader).
 //
 //	server → each client, once both are connected:
 //	    Client X connected          (to the first client to connect)
 //	    Client Y connected          (to the second)
-//	client → server, one line:
-//	    Client X: Alice             (or "Client Y: Bob", by the letter it was given)
+//	client → server, one message, in either form:
+//	    Client X: Alice             (the seed's text, by the letter it was given)
+//	    Alice                       (the seed's figures: the name alone)
 //	server → both clients, after both messages arrived:
 //	    X: Alice received before Y: Bob   (or "Y: Bob received before X: Alice")
+//
+// Every line the server sends ends in "\n" and is written in one write of
+// at most MaxReply (1024) bytes, so a client's recv(1024) reads it whole.
 //
 // The order in the acknowledgment is the order in which the *messages*
 // arrived at the server, never the order of connection.
 //
 // Server output (stdout): "Server is started" once listening; each valid
-// message line ("Client X: Alice") as it arrives; "Sent acknowledgment to
-// both X and Y" after each acknowledgment. Diagnostics go to the logger.
+// message, in the text's form ("Client X: Alice") whichever form it came
+// in, as it arrives; "Sent acknowledgment to both X and Y" after each
+// acknowledgment has been written to both clients; LeftLine ("A waiting
+// client left before a partner connected; forgotten") when a lone client
+// leaves. Names are printed through wire.Escape (control characters as Go
+// escapes, a backslash doubled; see docs/PROTOCOLS.md §1), although names
+// holding control characters are refused anyway. Diagnostics go to the
+// logger.
 // By default the server exits after the first acknowledged pair (the seed);
 // with ServeForever (--serve-forever) it serves pair after pair, several
 // pairs at once.
 //
-// Client output (stdout): the "Client X connected" line, the line it sent,
-// then the server's reply (the acknowledgment or an ERROR line).
+// Client output (stdout): the "Client X connected" line, the message it
+// sent, then the server's reply (the acknowledgment or an ERROR line), each
+// escaped by wire.Escape. It reads the server's lines as the server reads
+// messages (a line or a pause), and takes any line naming exactly one of
+// "Client X" and "Client Y" as its letter ("From Server: Client X
+// connected"). Bare (--bare) sends the figures' form: the name alone,
+// without a newline.
 //
 // # Choices where PROTOCOLS.md is silent
 //
-//   - Message syntax: the line must begin with exactly "Client <letter>:"
-//     using the letter the server gave that client; the name is the rest of
-//     the line with blanks (space, tab) around it ignored. The name must be
-//     non-empty valid UTF-8 without control characters.
-//   - Lines are at most MaxLine (4096) bytes, not counting the terminator.
+//   - Message syntax: a message that begins with exactly "Client X:" or
+//     "Client Y:" (case-sensitive) has that prefix stripped, and must use
+//     the letter the server gave that client ("ERROR bad message: you are
+//     client X, not Y"); any other message is the name as a whole. Blanks
+//     (space, tab) around the name are ignored. The name must be non-empty
+//     valid UTF-8 without control characters, at most MaxName (500) bytes:
+//     two such names and the fixed words of the acknowledgment, with its
+//     "\n", fit MaxReply (1024) bytes, so a name the server accepts yields
+//     an acknowledgment every client accepts (the reference client checks
+//     the same limit before sending).
+//   - Messages are at most MaxLine (4096) bytes, not counting the
+//     terminator; a longer one (of any length: it is read and dropped up to
+//     64 MB, then the connection is given up) earns the line-too-long ERROR.
 //   - Every failure ends the pair without an acknowledgment, and each client
 //     that is still connected gets exactly one ERROR line, then is closed:
 //     the client at fault gets its own reason
@@ -52,8 +79,10 @@
 //   - A client that sends its line before "Client X connected" (against the
 //     protocol) is not refused: its line is read once the pair forms, and
 //     arrival order is then the order in which the server reads the lines.
-//   - Only the first line from each client is read; anything after it is
-//     ignored. A client that leaves after sending a valid message does not
+//   - Only the first message from each client counts; anything after it is
+//     ignored (a waiting client's next 16 messages are read and dropped, so
+//     its leaving is still seen at once; beyond that, or after an
+//     over-long one, it is not read until its pair forms). A client that leaves after sending a valid message does not
 //     spoil the pair: its partner still gets the acknowledgment, but the
 //     server prints "Sent acknowledgment to both X and Y" (and, by default,
 //     exits) only if the line could be sent to both.

@@ -6,17 +6,28 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/labctl/labctl/proto/internal/wire"
 )
 
-// MaxLine is the longest line, not counting its `\n` or `\r\n`, that either
-// side accepts. A longer line earns `ERROR line too long` and a closed
+// MaxLine is the longest message, not counting its `\n` or `\r\n`, that
+// either side reads. A longer one earns `ERROR line too long` and a closed
 // connection, so a client cannot make the server buffer without bound.
 const MaxLine = 4096
 
-// Sentinel errors, for errors.Is.
+// MaxName is the longest name, in bytes, the server accepts and the
+// reference client sends. It keeps every acknowledgment line, two names and
+// the fixed words and its `\n`, within MaxReply, so that every client can
+// read it: a student's `recv(1024)` gets it whole, in one segment.
+const MaxName = (MaxReply - len("X:  received before Y: \n")) / 2
+
+// MaxReply is the longest line the server sends, its `\n` included.
+const MaxReply = 1024
+
+// Sentinel errors, for errors.Is. ErrLineTooLong is the wire package's.
 var (
 	ErrBadMessage  = errors.New("bad message")
-	ErrLineTooLong = errors.New("line too long")
+	ErrLineTooLong = wire.ErrLineTooLong
 )
 
 // ConnectedLine is the line the server sends a client once both clients of
@@ -34,26 +45,43 @@ func AckLine(first byte, firstName string, second byte, secondName string) strin
 	return fmt.Sprintf("%c: %s received before %c: %s", first, firstName, second, secondName)
 }
 
-// ParseConnected returns the letter in a "Client X connected" line.
+// ParseConnected returns the letter in a "Client X connected" line. Other
+// servers decorate it ("From Server: Client X connected", "You are Client
+// Y"): a line that names exactly one of "Client X" and "Client Y" counts.
 func ParseConnected(line string) (byte, error) {
 	for _, l := range []byte{'X', 'Y'} {
 		if line == ConnectedLine(l) {
 			return l, nil
 		}
 	}
+	hasX, hasY := strings.Contains(line, "Client X"), strings.Contains(line, "Client Y")
+	switch {
+	case hasX && !hasY:
+		return 'X', nil
+	case hasY && !hasX:
+		return 'Y', nil
+	}
 	return 0, fmt.Errorf("%w: %q is not \"Client X connected\" or \"Client Y connected\"", ErrBadMessage, clip(line))
 }
 
-// ParseMessage checks that line is "Client <letter>: <name>" and returns the
-// name. Blanks after the colon and at the end are ignored; the name must be
-// non-empty valid UTF-8 without control characters.
-func ParseMessage(line string, letter byte) (string, error) {
-	prefix := fmt.Sprintf("Client %c:", letter)
-	rest, ok := strings.CutPrefix(line, prefix)
-	if !ok {
-		return "", fmt.Errorf("%w: expected \"Client %c: <name>\"", ErrBadMessage, letter)
+// ParseMessage returns the name in a client's message: the seed's text form
+// "Client <letter>: <name>" (a leading "Client X:" or "Client Y:" is
+// stripped) or the figures' bare "<name>" (the whole message). Blanks
+// around the name are ignored. A message that names the other letter, or
+// whose name fails CheckName, is ErrBadMessage.
+func ParseMessage(msg string, letter byte) (string, error) {
+	name := msg
+	for _, l := range []byte{'X', 'Y'} {
+		rest, ok := strings.CutPrefix(msg, fmt.Sprintf("Client %c:", l))
+		if !ok {
+			continue
+		}
+		if l != letter {
+			return "", fmt.Errorf("%w: you are client %c, not %c", ErrBadMessage, letter, l)
+		}
+		name = rest
 	}
-	name := strings.Trim(rest, " \t")
+	name = strings.Trim(name, " \t")
 	if err := CheckName(name); err != nil {
 		return "", err
 	}
@@ -65,8 +93,8 @@ func CheckName(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("%w: empty name", ErrBadMessage)
-	case len(name) > MaxLine-len("Client X: "):
-		return fmt.Errorf("%w: name too long", ErrBadMessage)
+	case len(name) > MaxName:
+		return fmt.Errorf("%w: name too long (max %d bytes)", ErrBadMessage, MaxName)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("%w: name is not valid UTF-8", ErrBadMessage)
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:

@@ -1,7 +1,7 @@
 package xy
 
 import (
-	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,9 +19,14 @@ func TestParseMessage(t *testing.T) {
 		{"Client Y: Bob Smith", 'Y', "Bob Smith", true},
 		{"Client X:Alice\t", 'X', "Alice", true},
 		{"Client X: Alice", 'Y', "", false},
-		{"client X: Alice", 'X', "", false},
-		{"Client X Alice", 'X', "", false},
+		{"Client Y: Bob", 'X', "", false},
+		{"client X: Alice", 'X', "client X: Alice", true},
+		{"Alice", 'X', "Alice", true},
+		{"  Bob ", 'Y', "Bob", true},
 		{"Client X: ", 'X', "", false},
+		{"", 'X', "", false},
+		{strings.Repeat("n", MaxName), 'X', strings.Repeat("n", MaxName), true},
+		{strings.Repeat("n", MaxName+1), 'X', "", false},
 		{"Client X: a\rb", 'X', "", false},
 		{"Client X: \xff", 'X', "", false},
 	} {
@@ -33,17 +38,6 @@ func TestParseMessage(t *testing.T) {
 			assert.ErrorIs(t, err, ErrBadMessage, tc.line)
 		}
 	}
-}
-
-func TestLineReader(t *testing.T) {
-	lr := newLineReader(bytes.NewReader([]byte("a\r\nb\n"+string(bytes.Repeat([]byte("c"), 20))+"\nd\n")), 10)
-	for _, want := range []string{"a", "b"} {
-		got, err := lr.ReadLine()
-		require.NoError(t, err)
-		assert.Equal(t, want, got)
-	}
-	_, err := lr.ReadLine()
-	assert.ErrorIs(t, err, ErrLineTooLong)
 }
 
 func FuzzParseMessage(f *testing.F) {
@@ -78,6 +72,24 @@ func FuzzParseConnected(f *testing.F) {
 			require.ErrorIs(t, err, ErrBadMessage)
 			return
 		}
-		require.Equal(t, line, ConnectedLine(letter))
+		require.Contains(t, line, "Client "+string(letter))
 	})
+}
+
+// Every acknowledgment of names the server accepts fits one recv(1024).
+func TestAckFitsOneRecv(t *testing.T) {
+	long := strings.Repeat("é", MaxName/2)
+	require.NoError(t, CheckName(long))
+	assert.LessOrEqual(t, len(AckLine('X', long, 'Y', long)+"\n"), MaxReply)
+	assert.LessOrEqual(t, MaxReply, 1024)
+}
+
+func TestParseConnectedDecorated(t *testing.T) {
+	for line, want := range map[string]byte{"From Server: Client X connected": 'X', "You are Client Y": 'Y'} {
+		got, err := ParseConnected(line)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	_, err := ParseConnected("Client X and Client Y")
+	assert.ErrorIs(t, err, ErrBadMessage)
 }

@@ -4,38 +4,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/labctl/labctl/proto/internal/wire"
 	"io"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/labctl/labctl/proto/internal/wire"
 )
 
 // peer is one accepted client.
 type peer struct {
-	conn    net.Conn
-	lr      *wire.LineReader
-	remote  string
-	letter  byte
-	release func() // frees the connection slot
-	once    sync.Once
+	conn   net.Conn // closing it frees its connection slot (wire.Serve)
+	mr     *wire.MessageReader
+	remote string
+	letter byte
+	once   sync.Once
 
 	// Set while the peer waits alone in the lobby.
-	claimed  chan struct{} // closed when a partner (or shutdown) takes it
-	watched  chan struct{} // closed when its watcher has returned
-	watchErr error         // why the watcher's Peek returned
+	stopWatch context.CancelFunc // a partner (or shutdown) claims it
+	watched   chan struct{}      // closed when its watcher has returned
+	watchErr  error              // why the watcher returned
+	early     *early             // the message it sent while waiting, if any
 }
 
-func newPeer(conn net.Conn, release func()) *peer {
-	return &peer{conn: conn, lr: newLineReader(conn, MaxLine), remote: conn.RemoteAddr().String(), release: release}
+// early is a message read while its sender waited for a partner: it
+// arrived before any message of the partner.
+type early struct {
+	msg string
+	err error
 }
 
-func (p *peer) close() {
-	p.once.Do(func() {
-		p.conn.Close()
-		p.release()
-	})
+func (srv *server) newPeer(conn net.Conn) *peer {
+	return &peer{conn: conn, mr: wire.NewMessageReader(conn, MaxLine, srv.Pause), remote: conn.RemoteAddr().String()}
 }
+
+func (p *peer) close() { p.once.Do(func() { p.conn.Close() }) }
 
 // lobby holds the client that connected first and waits for a partner.
 type lobby struct {
@@ -61,8 +64,10 @@ func (l *lobby) remove(p *peer) bool {
 }
 
 // take claims the waiting client, if any, after stopping its watcher. A
-// client found gone is closed and nil returned.
-func (l *lobby) take() *peer {
+// client that has left (seen by the watcher, or by a last short probe) is
+// forgotten, and nil returned: a newcomer is never paired with a ghost.
+func (srv *server) take() *peer {
+	l := &srv.lobby
 	l.mu.Lock()
 	p := l.p
 	l.p = nil
@@ -70,14 +75,90 @@ func (l *lobby) take() *peer {
 	if p == nil {
 		return nil
 	}
-	close(p.claimed)
-	_ = p.conn.SetReadDeadline(time.Now()) // wakes the watcher's Peek
+	p.stopWatch()
 	<-p.watched
-	if err := p.watchErr; err != nil && !isTimeout(err) && !errors.Is(err, errWaitedTooLong) {
-		p.close()
+	err := p.watchErr
+	if !departed(err) {
+		// The watcher may have been stopped a moment before the client's
+		// FIN arrived: look once more, briefly.
+		err = p.mr.Wait(context.Background(), time.Now().Add(probeTime))
+	}
+	if departed(err) {
+		srv.forget(p, err)
 		return nil
 	}
 	return p
+}
+
+// probeTime is how long take looks for a FIN from a waiting client.
+const probeTime = 5 * time.Millisecond
+
+// departed reports whether err, from a waiting client's connection, means
+// it has gone (EOF, reset), as opposed to a deadline or a claim.
+func departed(err error) bool {
+	return err != nil && !isTimeout(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, errWaitedTooLong)
+}
+
+// forget drops a lone client that left, and says so on the server's output.
+func (srv *server) forget(p *peer, err error) {
+	srv.log.Info("lone client left", "remote", p.remote, "err", err)
+	srv.out.println(LeftLine)
+	p.close()
+}
+
+// LeftLine is what the server prints when a client that waited alone for a
+// partner disconnects: it is forgotten and never paired.
+const LeftLine = "A waiting client left before a partner connected; forgotten"
+
+// watch reads what a waiting client sends: its message (kept as early), and
+// after that a few more, dropped, so that its leaving is seen at once. A
+// client that keeps sending after its message (more than maxExtra
+// messages, or an over-long one) is no longer read: it waits for its
+// partner or its deadline like a silent one, and cannot make the server
+// read a flood while it waits.
+func (srv *server) watch(ctx context.Context, p *peer, deadline time.Time) error {
+	for extra := 0; extra <= maxExtra; {
+		if err := p.mr.Wait(ctx, deadline); err != nil {
+			return err
+		}
+		msg, err := p.mr.ReadMessage(ctx, deadline)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err() // claimed mid-message: the pair reads the rest
+		case isTimeout(err):
+			return errWaitedTooLong
+		case err == nil || errors.Is(err, ErrLineTooLong) || errors.Is(err, wire.ErrDiscardLimit):
+			if p.early == nil {
+				p.early = &early{msg: msg, err: tooLong(err)}
+			} else {
+				extra++
+			}
+			if err != nil { // over-long: read no further
+				extra = maxExtra + 1
+			}
+		default:
+			return err
+		}
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errWaitedTooLong
+	}
+}
+
+// maxExtra is how many messages after its first a waiting client may send
+// and still be read (and so be seen leaving at once).
+const maxExtra = 16
+
+func tooLong(err error) error {
+	if errors.Is(err, wire.ErrDiscardLimit) {
+		return ErrLineTooLong
+	}
+	return err
 }
 
 // result is what one client of a pair sent, in arrival order.
@@ -95,16 +176,6 @@ func (srv *server) runPair(ctx context.Context, x, y *peer) bool {
 	peers := []*peer{x, y}
 	srv.log.Info("pair formed", "x", x.remote, "y", y.remote)
 
-	// Cancelling pairCtx (first failure or shutdown) wakes both reads.
-	pairCtx, abort := context.WithCancel(ctx)
-	defer abort()
-	stop := context.AfterFunc(pairCtx, func() {
-		for _, p := range peers {
-			_ = p.conn.SetReadDeadline(time.Now())
-		}
-	})
-	defer stop()
-
 	for _, p := range peers {
 		if err := writeLine(p.conn, srv.WriteTimeout, ConnectedLine(p.letter)); err != nil {
 			srv.log.Info("client left before the pair formed", "remote", p.remote, "err", err)
@@ -113,9 +184,19 @@ func (srv *server) runPair(ctx context.Context, x, y *peer) bool {
 		}
 	}
 
+	// Cancelling pairCtx (first failure or shutdown) ends both reads.
+	pairCtx, abort := context.WithCancel(ctx)
+	defer abort()
 	arrivals := make(chan result, 2)
 	for _, p := range peers {
-		go func() { arrivals <- srv.readMessage(pairCtx, p) }()
+		if p.early != nil { // it arrived while waiting: before anything else
+			arrivals <- srv.parse(p, p.early.msg, p.early.err)
+		}
+	}
+	for _, p := range peers {
+		if p.early == nil {
+			go func() { arrivals <- srv.readMessage(pairCtx, p) }()
+		}
 	}
 	var got []result
 	failed := false
@@ -127,7 +208,7 @@ func (srv *server) runPair(ctx context.Context, x, y *peer) bool {
 			abort()
 		}
 		if r.err == nil {
-			srv.out.println(MessageLine(r.p.letter, r.name))
+			srv.out.println(MessageLine(r.p.letter, wire.Escape(r.name)))
 		}
 	}
 	if failed || ctx.Err() != nil {
@@ -148,22 +229,23 @@ func (srv *server) runPair(ctx context.Context, x, y *peer) bool {
 	return sent
 }
 
-// readMessage reads one client's "Client X: <name>" within IdleTimeout.
+// readMessage reads one client's message within IdleTimeout.
 func (srv *server) readMessage(ctx context.Context, p *peer) result {
-	if err := p.conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout)); err != nil {
-		return result{p: p, err: err}
-	}
-	if ctx.Err() != nil { // checked after setting the deadline: see runPair's AfterFunc
-		return result{p: p, err: ctx.Err()}
-	}
-	line, err := p.lr.ReadLine()
+	msg, err := p.mr.ReadMessage(ctx, time.Now().Add(srv.IdleTimeout))
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
+		return result{p: p, err: tooLong(err)}
+	}
+	return srv.parse(p, msg, nil)
+}
+
+func (srv *server) parse(p *peer, msg string, err error) result {
+	if err != nil {
 		return result{p: p, err: err}
 	}
-	name, err := ParseMessage(line, p.letter)
+	name, err := ParseMessage(msg, p.letter)
 	return result{p: p, name: name, err: err}
 }
 

@@ -33,6 +33,7 @@ const (
 	DefaultWaitTimeout  = 5 * time.Minute
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultMaxClients   = 128
+	DefaultPause        = wire.DefaultPause // quiet time that ends a message without a newline
 )
 
 // Server is the X/Y ordering server. The zero value is usable: it prints to
@@ -45,6 +46,7 @@ type Server struct {
 	WaitTimeout  time.Duration // how long a lone client waits for a partner
 	WriteTimeout time.Duration // how long one line may take to send
 	MaxClients   int           // connections held at once; beyond it the server stops accepting
+	Pause        time.Duration // quiet time that ends a message sent without a newline (0: wire.DefaultPause; <0: lines only)
 }
 
 // server is one run of Serve with defaults applied.
@@ -72,7 +74,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	err := srv.acceptLoop(ctx, ln)
 	cancel()
-	if x := srv.lobby.take(); x != nil {
+	if x := srv.take(); x != nil {
 		srv.fail(x, "ERROR server shutting down")
 	}
 	srv.wg.Wait()
@@ -104,30 +106,20 @@ func (s *Server) withDefaults(done context.CancelFunc) *server {
 	return srv
 }
 
-// acceptLoop takes a connection slot, then a connection: beyond MaxClients
-// the kernel's backlog holds newcomers until a slot frees.
+// acceptLoop hands each connection to arrive, in accept order; beyond
+// MaxClients the kernel's backlog holds newcomers until a slot frees.
 func (srv *server) acceptLoop(ctx context.Context, ln net.Listener) error {
-	slots := make(chan struct{}, srv.MaxClients)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
-		conn, err := wire.Accept(ctx, ln, srv.log)
-		if err != nil {
-			return nil // ctx is done or ln closed: a clean stop
-		}
-		p := newPeer(conn, func() { <-slots })
-		srv.log.Info("client connected", "remote", conn.RemoteAddr().String())
-		srv.arrive(ctx, p)
-	}
+	return wire.Serve(ctx, ln, wire.ServeOptions{MaxConns: srv.MaxClients, Inline: true, Log: srv.log},
+		func(ctx context.Context, conn net.Conn) {
+			srv.log.Info("client connected", "remote", conn.RemoteAddr().String())
+			srv.arrive(ctx, srv.newPeer(conn))
+		})
 }
 
 // arrive makes p the lone client waiting for a partner, or pairs it with the
 // one already waiting: the first to connect is X, the second Y.
 func (srv *server) arrive(ctx context.Context, p *peer) {
-	x := srv.lobby.take()
+	x := srv.take()
 	if x == nil {
 		srv.wait(ctx, p)
 		return
@@ -142,46 +134,28 @@ func (srv *server) arrive(ctx context.Context, p *peer) {
 }
 
 // wait parks p in the lobby and watches it: a lone client that leaves is
-// dropped at once (so the next one becomes X), one that waits too long gets
-// an ERROR. A client that speaks early is kept; its line is read once the
-// pair forms.
+// forgotten at once (so the next one becomes X), one that waits too long
+// gets an ERROR. A message it sends early is read and kept for the pair.
 func (srv *server) wait(ctx context.Context, p *peer) {
-	p.claimed = make(chan struct{})
+	wctx, cancel := context.WithCancel(ctx)
+	p.stopWatch = cancel
 	p.watched = make(chan struct{})
 	deadline := time.Now().Add(srv.WaitTimeout)
-	// Set before the lobby can hand p out: take wakes the watcher by
-	// moving this deadline to now, and must not be overridden.
-	deadlineErr := p.conn.SetReadDeadline(deadline)
 	srv.lobby.put(p)
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
 		defer close(p.watched)
-		err := deadlineErr
-		if err == nil {
-			err = p.lr.Peek()
-		}
-		if err == nil { // it spoke early: keep it until claimed or too late
-			t := time.NewTimer(time.Until(deadline))
-			defer t.Stop()
-			select {
-			case <-p.claimed:
-				return
-			case <-t.C:
-				err = errWaitedTooLong
-			}
-		}
+		err := srv.watch(wctx, p, deadline)
 		p.watchErr = err
-		if !srv.lobby.remove(p) {
-			return // claimed meanwhile: arrive or Serve decides
+		if wctx.Err() != nil || !srv.lobby.remove(p) {
+			return // claimed meanwhile: take (arrive or Serve) decides
 		}
-		switch {
-		case isTimeout(err) || errors.Is(err, errWaitedTooLong):
+		if errors.Is(err, errWaitedTooLong) || isTimeout(err) {
 			srv.fail(p, fmt.Sprintf("ERROR no partner connected within %v", srv.WaitTimeout))
-		default:
-			srv.log.Info("lone client left", "remote", p.remote, "err", err)
-			p.close()
+			return
 		}
+		srv.forget(p, err)
 	}()
 }
 
@@ -208,25 +182,11 @@ func (srv *server) failAll(lines map[*peer]string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lingerClose(p.conn)
+			wire.CloseGently(p.conn)
 			p.close()
 		}()
 	}
 	wg.Wait()
-}
-
-const (
-	lingerTime  = 500 * time.Millisecond
-	lingerBytes = 4 << 20
-)
-
-func lingerClose(conn net.Conn) {
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	if conn.SetReadDeadline(time.Now().Add(lingerTime)) == nil {
-		_, _ = io.CopyN(io.Discard, conn, lingerBytes)
-	}
 }
 
 // syncWriter keeps lines from concurrent pairs whole.

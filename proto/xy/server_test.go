@@ -94,11 +94,11 @@ func TestServeForever(t *testing.T) {
 
 func TestBadMessages(t *testing.T) {
 	for _, tc := range []struct{ name, line, want string }{
-		{"garbage", "hello\n", `ERROR bad message: expected "Client X: <name>"`},
-		{"wrong letter", "Client Y: Bob\n", `ERROR bad message: expected "Client X: <name>"`},
+		{"wrong letter", "Client Y: Bob\n", "ERROR bad message: you are client X, not Y"},
+		{"too long", strings.Repeat("n", 4086) + "\n", "ERROR bad message: name too long (max 500 bytes)"},
 		{"empty name", "Client X:   \n", "ERROR bad message: empty name"},
 		{"control", "Client X: a\x00b\n", "ERROR bad message: name holds a control character"},
-		{"binary", "\xff\xfe\n", `ERROR bad message: expected "Client X: <name>"`},
+		{"binary", "\xff\xfe\n", "ERROR bad message: name is not valid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := start(t, &Server{})
@@ -253,4 +253,91 @@ func TestManySilentConnections(t *testing.T) {
 		c.Close()
 	}
 	good()
+}
+
+// The seed's figures: bare names, no newline, as send(name.encode()) does;
+// the reply is the text's form and one segment a recv(1024) reads whole.
+func TestBareMessagesWithoutNewline(t *testing.T) {
+	srv := start(t, &Server{Pause: 50 * time.Millisecond})
+	x, y := pair(t, srv.addr)
+	y.send("Bob")
+	srv.out.expect(t, "Client Y: Bob")
+	x.send("Client X: Alice") // the text's form, also without newline
+	want := "Y: Bob received before X: Alice\n"
+	assert.Equal(t, want, x.Segment())
+	assert.Equal(t, want, y.Segment())
+	srv.out.expect(t, "Sent acknowledgment to both X and Y")
+}
+
+// The longest name the server accepts gives an acknowledgment that both
+// clients accept (issue 13.6), in one recv(1024).
+func TestLongestNames(t *testing.T) {
+	srv := start(t, &Server{})
+	a, b := strings.Repeat("a", MaxName), strings.Repeat("b", MaxName)
+	x, y := dial(t, srv.addr), dial(t, srv.addr)
+	errs := make(chan error, 2)
+	outs := []*bytes.Buffer{{}, {}}
+	go func() { errs <- (&Client{Name: a, Out: outs[0]}).Run(context.Background(), x.conn) }()
+	srv.out.expect(t, "Client X: "+a)
+	go func() { errs <- (&Client{Name: b, Out: outs[1], Bare: true}).Run(context.Background(), y.conn) }()
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+	ack := AckLine('X', a, 'Y', b)
+	assert.LessOrEqual(t, len(ack)+1, 1024)
+	assert.Contains(t, outs[0].String(), ack)
+	assert.Contains(t, outs[1].String(), b+"\n"+ack+"\n", "the bare client prints what it sent")
+	srv.out.expect(t, "Sent acknowledgment to both X and Y")
+}
+
+// A lone client that sends its message and leaves is forgotten at once and
+// never paired (issue 17.1); the next two clients are a correct pair.
+func TestLoneClientSendsAndLeaves(t *testing.T) {
+	for _, form := range []string{"Client X: Ghost\n", "Ghost"} {
+		srv := start(t, &Server{Pause: 50 * time.Millisecond})
+		ghost := dial(t, srv.addr)
+		srv.logs.expect(t, "client connected")
+		ghost.send(form)
+		ghost.conn.Close()
+		srv.out.expect(t, LeftLine)
+		x, y := pair(t, srv.addr)
+		x.send("Alice\n")
+		srv.out.expect(t, "Client X: Alice")
+		y.send("Bob\n")
+		x.expect("X: Alice received before Y: Bob")
+		y.expect("X: Alice received before Y: Bob")
+		srv.waitExit(t)
+		assert.NotContains(t, strings.Join(srv.out.lines(), "\n"), "Ghost")
+	}
+}
+
+// A flood past the discard limit still gets its ERROR line before the close.
+func TestFloodGetsError(t *testing.T) {
+	srv := start(t, &Server{})
+	x, y := pair(t, srv.addr)
+	go func() {
+		chunk := bytes.Repeat([]byte("a"), 1<<20)
+		for range 80 {
+			if _, err := x.conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	x.expect("ERROR line too long (max 4096 bytes)")
+	y.expect("ERROR client X sent a line too long; pair not acknowledged")
+}
+
+// A waiting client that floods after its message is no longer read; it is
+// paired as usual, and its message counts.
+func TestWaitingClientFloods(t *testing.T) {
+	srv := start(t, &Server{})
+	x := dial(t, srv.addr)
+	srv.logs.expect(t, "client connected")
+	x.send("Alice\n" + strings.Repeat("more\n", 100))
+	y := dial(t, srv.addr)
+	x.expect("Client X connected")
+	y.expect("Client Y connected")
+	srv.out.expect(t, "Client X: Alice")
+	y.send("Bob\n")
+	x.expect("X: Alice received before Y: Bob")
+	y.expect("X: Alice received before Y: Bob")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/netem/measure"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -94,7 +95,7 @@ func TestCLI(t *testing.T) {
 	require.NoError(t, err, out)
 	var rep struct {
 		Verdict string
-		Checks  []netem.Check
+		Checks  []measure.Check
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	rate := false
@@ -103,7 +104,7 @@ func TestCLI(t *testing.T) {
 		rate = rate || c.Param == "rate"
 	}
 	assert.True(t, rate, "a rate-limited direction gets a goodput line")
-	assert.Equal(t, netem.Pass, rep.Verdict)
+	assert.Equal(t, measure.Pass, rep.Verdict)
 
 	out, err = labctl(t, "netem", "reset", lab)
 	t.Log(out)

@@ -1,7 +1,7 @@
 // Package kernelnetem holds the kernel backend's integration tests. They
 // need root and a kernel with sch_netem, so they run inside the QEMU guest
 // of scripts/vm-netem-test.sh, which sets LABCTL_KERNEL_NETEM=1; elsewhere
-// they skip. They use the project's own code only (netem.NewKernel and the
+// they skip. They use the project's own code only (kernel.New and the
 // netem measurement code), never tc.
 //
 // Each test prints its fidelity figures as lines starting "FIDELITY|", which
@@ -10,8 +10,6 @@ package kernelnetem
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"os"
@@ -19,8 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labctl/labctl/internal/nsdo"
+	"github.com/labctl/labctl/internal/testnet"
 	"github.com/labctl/labctl/netem"
+	"github.com/labctl/labctl/netem/kernel"
+	"github.com/labctl/labctl/netem/measure"
 	"github.com/labctl/labctl/topo"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,7 +48,7 @@ func fidelity(param, configured string, predicted, measured, tol float64, unit s
 
 type testLink struct {
 	netem.Link
-	a, b netem.Point
+	a, b measure.Point
 }
 
 // newLink makes two throwaway namespaces joined by a kernel-backend link
@@ -56,28 +56,19 @@ type testLink struct {
 // t.Cleanup.
 func newLink(t *testing.T, ab, ba netem.Spec) testLink {
 	t.Helper()
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := netem.Link{Lab: "k" + id, ID: "a-b", Tag: "labctl-k-" + id, AtoB: ab, BtoA: ba,
-		A: netem.End{Node: "a", NS: "labctl-k-" + id + "-a", Iface: "a-eth0"},
-		B: netem.End{Node: "b", NS: "labctl-k-" + id + "-b", Iface: "b-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		require.NoError(t, nsdo.NewNamed(ns))
-		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
-	}
-	require.NoError(t, netem.NewKernel().Create(context.Background(), &l))
-	a, b, undo, err := netem.AttachProbeAddrs(l)
+	l := testnet.Link(t, "k", ab, ba)
+	require.NoError(t, kernel.New().Create(context.Background(), &l))
+	a, b, undo, err := measure.AttachProbeAddrs(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, undo()) })
 	return testLink{Link: l, a: a, b: b}
 }
 
-func probe(t *testing.T, l testLink, o netem.ProbeOptions) netem.ProbeResult {
+func probe(t *testing.T, l testLink, o measure.ProbeOptions) measure.ProbeResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := netem.Probe(ctx, l.a, l.b, o)
+	r, err := measure.Probe(ctx, l.a, l.b, o)
 	require.NoError(t, err)
 	t.Logf("a->b %+v", r.AtoB)
 	t.Logf("b->a %+v", r.BtoA)
@@ -90,9 +81,9 @@ func probe(t *testing.T, l testLink, o netem.ProbeOptions) netem.ProbeResult {
 // are sometimes starved for a while: timers fire late and readers fall
 // behind, which only ever adds delay and loss, so one clean run shows what
 // netem does. Each attempt is logged.
-func probeUntil(t *testing.T, l testLink, o netem.ProbeOptions, ok func(netem.ProbeResult) bool) netem.ProbeResult {
+func probeUntil(t *testing.T, l testLink, o measure.ProbeOptions, ok func(measure.ProbeResult) bool) measure.ProbeResult {
 	t.Helper()
-	var r netem.ProbeResult
+	var r measure.ProbeResult
 	for i := 1; i <= 4; i++ {
 		r = probe(t, l, o)
 		if ok(r) {
@@ -120,18 +111,18 @@ func timerSlack() time.Duration {
 }
 
 func TestKernelAvailable(t *testing.T) {
-	require.NoError(t, netem.KernelAvailable(context.Background()))
+	require.NoError(t, kernel.Available(context.Background()))
 }
 
 // The documented prediction: RTT = delay(a->b) + delay(b->a) (+ the frame's
 // serialisation at a rate; none here).
 func TestDelay50ms(t *testing.T) {
 	l := newLink(t, netem.Spec{Delay: ms(50)}, netem.Spec{})
-	pred, _ := netem.PredictOneWay(l.AtoB, 64)
+	pred, _ := measure.PredictOneWay(l.AtoB, 64)
 	predRTT := pred // b->a is clean
 	var slack time.Duration
-	r := probeUntil(t, l, netem.ProbeOptions{Count: 200, Interval: 5 * time.Millisecond, Drain: 300 * time.Millisecond},
-		func(r netem.ProbeResult) bool {
+	r := probeUntil(t, l, measure.ProbeOptions{Count: 200, Interval: 5 * time.Millisecond, Drain: 300 * time.Millisecond},
+		func(r measure.ProbeResult) bool {
 			slack = timerSlack()
 			return (r.RTT.Median - predRTT).Abs() <= 2*time.Millisecond+slack
 		})
@@ -154,8 +145,8 @@ func TestDelayBothWaysWithJitter(t *testing.T) {
 	// Two netem hops: under TCG each adds about a millisecond of timer
 	// latency, and the timer slack of the moment.
 	var slack time.Duration
-	r := probeUntil(t, l, netem.ProbeOptions{Count: 400, Interval: 2 * time.Millisecond, Drain: 300 * time.Millisecond},
-		func(r netem.ProbeResult) bool {
+	r := probeUntil(t, l, measure.ProbeOptions{Count: 400, Interval: 2 * time.Millisecond, Drain: 300 * time.Millisecond},
+		func(r measure.ProbeResult) bool {
 			slack = timerSlack()
 			return (r.RTT.Median - 50*time.Millisecond).Abs() <= 4*time.Millisecond+2*slack
 		})
@@ -169,8 +160,8 @@ func TestDelayBothWaysWithJitter(t *testing.T) {
 
 func TestLoss10(t *testing.T) {
 	l := newLink(t, netem.Spec{Loss: 10}, netem.Spec{})
-	r := probeUntil(t, l, netem.ProbeOptions{Count: 2000, Interval: time.Millisecond},
-		func(r netem.ProbeResult) bool { return math.Abs(r.AtoB.Loss()-0.10) <= 0.02 })
+	r := probeUntil(t, l, measure.ProbeOptions{Count: 2000, Interval: time.Millisecond},
+		func(r measure.ProbeResult) bool { return math.Abs(r.AtoB.Loss()-0.10) <= 0.02 })
 	got := r.AtoB.Loss()
 	ok := math.Abs(got-0.10) <= 0.02
 	fidelity("loss a->b", "10%", 10, 100*got, 2, "%", ok)
@@ -181,8 +172,8 @@ func TestLoss10(t *testing.T) {
 
 func TestDuplicate10(t *testing.T) {
 	l := newLink(t, netem.Spec{Duplicate: 10}, netem.Spec{})
-	r := probeUntil(t, l, netem.ProbeOptions{Count: 2000, Interval: time.Millisecond},
-		func(r netem.ProbeResult) bool {
+	r := probeUntil(t, l, measure.ProbeOptions{Count: 2000, Interval: time.Millisecond},
+		func(r measure.ProbeResult) bool {
 			return math.Abs(r.AtoB.DupRate()-0.10) <= 0.02 && r.AtoB.Sent == r.AtoB.Received
 		})
 	got := r.AtoB.DupRate()
@@ -195,9 +186,9 @@ func TestDuplicate10(t *testing.T) {
 func TestReorderGap(t *testing.T) {
 	s := netem.Spec{Delay: ms(20), Reorder: 25, Gap: 5}
 	l := newLink(t, s, netem.Spec{})
-	pred := netem.PredictReorder(s)
-	r := probeUntil(t, l, netem.ProbeOptions{Count: 1000, Interval: time.Millisecond},
-		func(r netem.ProbeResult) bool { return math.Abs(r.AtoB.ReorderRate()-pred) <= 0.04 })
+	pred := measure.PredictReorder(s)
+	r := probeUntil(t, l, measure.ProbeOptions{Count: 1000, Interval: time.Millisecond},
+		func(r measure.ProbeResult) bool { return math.Abs(r.AtoB.ReorderRate()-pred) <= 0.04 })
 	got := r.AtoB.ReorderRate()
 	ok := math.Abs(got-pred) <= 0.04
 	fidelity("reorder a->b", "25% gap 5 (delay 20ms)", 100*pred, 100*got, 4, "%", ok)
@@ -210,17 +201,17 @@ func TestRate10Mbit(t *testing.T) {
 	l := newLink(t, s, netem.Spec{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	g, err := netem.Goodput(ctx, l.a, l.b, 4*time.Second)
+	g, err := measure.Goodput(ctx, l.a, l.b, 4*time.Second)
 	require.NoError(t, err)
-	pred := netem.PredictGoodput(s, 0)
+	pred := measure.PredictGoodput(s, 0)
 	ok := math.Abs(g.BitsPerS-pred) <= pred/10
 	fidelity("rate a->b (TCP goodput)", "10mbit", pred/1e6, g.BitsPerS/1e6, pred/1e7, "Mbit/s", ok)
 	assert.True(t, ok, "goodput %.2f Mbit/s, predicted %.2f", g.BitsPerS/1e6, pred/1e6)
 
 	// With a delay too the limit comes from the BDP and TCP still fills the link.
 	s2 := netem.Spec{Rate: 10_000_000, Delay: ms(20)}
-	require.NoError(t, netem.NewKernel().Set(ctx, l.Link, netem.AtoB, s2))
-	g, err = netem.Goodput(ctx, l.a, l.b, 4*time.Second)
+	require.NoError(t, kernel.New().Set(ctx, l.Link, netem.AtoB, s2))
+	g, err = measure.Goodput(ctx, l.a, l.b, 4*time.Second)
 	require.NoError(t, err)
 	ok = math.Abs(g.BitsPerS-pred) <= pred/10
 	fidelity("rate a->b with 20ms delay (TCP goodput)", "10mbit 20ms", pred/1e6, g.BitsPerS/1e6, pred/1e7, "Mbit/s", ok)
@@ -229,20 +220,20 @@ func TestRate10Mbit(t *testing.T) {
 
 func TestLiveSetShowReset(t *testing.T) {
 	l := newLink(t, netem.Spec{}, netem.Spec{})
-	k := netem.NewKernel()
+	k := kernel.New()
 	ctx := context.Background()
-	o := netem.ProbeOptions{Count: 100, Interval: 2 * time.Millisecond, Drain: 200 * time.Millisecond}
+	o := measure.ProbeOptions{Count: 100, Interval: 2 * time.Millisecond, Drain: 200 * time.Millisecond}
 	clean := probe(t, l, o)
 
 	s := netem.Spec{Delay: ms(30)}
 	require.NoError(t, k.Set(ctx, l.Link, netem.AtoB, s))
 	ab, ba, err := k.Show(ctx, l.Link)
 	require.NoError(t, err)
-	s.Limit = netem.QueueLimit(s)
+	s.Limit = kernel.QueueLimit(s)
 	assert.Equal(t, s, ab)
 	assert.True(t, ba.IsZero())
 	var slack time.Duration
-	set := probeUntil(t, l, o, func(r netem.ProbeResult) bool {
+	set := probeUntil(t, l, o, func(r measure.ProbeResult) bool {
 		slack = timerSlack()
 		return (r.RTT.Median - 30*time.Millisecond).Abs() <= 2*time.Millisecond+slack
 	})
@@ -272,15 +263,15 @@ func TestCorruptChecksum(t *testing.T) {
 	// Share of a frame where a flip damages the payload: payload / frame.
 	share := float64(size) / float64(size+42)
 
-	r := probeUntil(t, l, netem.ProbeOptions{Count: 2000, Interval: time.Millisecond, Size: size},
-		func(r netem.ProbeResult) bool { return math.Abs(r.AtoB.Loss()-0.10) <= 0.02 })
+	r := probeUntil(t, l, measure.ProbeOptions{Count: 2000, Interval: time.Millisecond, Size: size},
+		func(r measure.ProbeResult) bool { return math.Abs(r.AtoB.Loss()-0.10) <= 0.02 })
 	okLoss := math.Abs(r.AtoB.Loss()-0.10) <= 0.02
 	fidelity("corrupt a->b, UDP checksum on (looks like loss)", "10%", 10, 100*r.AtoB.Loss(), 2, "%", okLoss && r.AtoB.Corrupted == 0)
 	assert.Zero(t, r.AtoB.Corrupted, "with checksums no damaged datagram reaches the application")
 	assert.True(t, okLoss, "loss %.2f%%", 100*r.AtoB.Loss())
 
-	r = probeUntil(t, l, netem.ProbeOptions{Count: 2000, Interval: time.Millisecond, Size: size, NoChecksum: true},
-		func(r netem.ProbeResult) bool {
+	r = probeUntil(t, l, measure.ProbeOptions{Count: 2000, Interval: time.Millisecond, Size: size, NoChecksum: true},
+		func(r measure.ProbeResult) bool {
 			return math.Abs(float64(r.AtoB.Corrupted)/float64(r.AtoB.Sent)-0.10*share) <= 0.025
 		})
 	got := float64(r.AtoB.Corrupted) / float64(r.AtoB.Sent)
@@ -298,39 +289,55 @@ func TestShowRoundTrip(t *testing.T) {
 	ba := netem.Spec{Delay: ms(10), Jitter: ms(2), Distribution: "normal",
 		LossGE: &topo.GilbertElliott{P: 5, R: 50, LossBad: 80, LossGood: 1}, Rate: 50_000_000}
 	l := newLink(t, ab, ba)
-	gotAB, gotBA, err := netem.NewKernel().Show(context.Background(), l.Link)
+	gotAB, gotBA, err := kernel.New().Show(context.Background(), l.Link)
 	require.NoError(t, err)
 	assert.Equal(t, ab, gotAB)
 	ba.Distribution = "" // the kernel does not report its table
-	ba.Limit = netem.QueueLimit(ba)
+	ba.Limit = kernel.QueueLimit(ba)
 	assert.Equal(t, ba, gotBA)
 }
 
 func TestOffloadsOffOnImpairedLinks(t *testing.T) {
 	l := newLink(t, netem.Spec{Loss: 1}, netem.Spec{})
 	for _, e := range []netem.End{l.A, l.B} {
-		m, err := netem.Offloads(e)
+		m, err := kernel.Offloads(e)
 		require.NoError(t, err)
 		assert.Equal(t, map[string]bool{"tso": false, "gso": false, "gro": false}, m, e.Iface)
 	}
 }
 
 func TestUnsupportedIsRefused(t *testing.T) {
-	var r [3]byte
-	_, _ = rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	l := netem.Link{ID: "x-y", Tag: "labctl-k-" + id, AtoB: netem.Spec{Corrupt: 1, CorruptFixChecksum: true},
-		A: netem.End{Node: "x", NS: "labctl-k-" + id + "-x", Iface: "x-eth0"},
-		B: netem.End{Node: "y", NS: "labctl-k-" + id + "-y", Iface: "y-eth0"}}
-	for _, ns := range []string{l.A.NS, l.B.NS} {
-		require.NoError(t, nsdo.NewNamed(ns))
-		t.Cleanup(func() { assert.NoError(t, nsdo.DeleteNamed(ns)) })
-	}
-	err := netem.NewKernel().Create(context.Background(), &l)
+	l := testnet.Link(t, "k", netem.Spec{Corrupt: 1, CorruptFixChecksum: true}, netem.Spec{})
+	err := kernel.New().Create(context.Background(), &l)
 	require.ErrorIs(t, err, netem.ErrUnsupported)
 	require.NoError(t, netem.WithHandle(l.A.NS, func(h *netlink.Handle) error {
-		_, err := h.LinkByName("x-eth0")
+		_, err := h.LinkByName(l.A.Iface)
 		assert.Error(t, err, "a refused link leaves nothing behind")
 		return nil
 	}))
+}
+
+// TestCountersFromQdiscAndLinkStats: the kernel backend counts a lossy
+// direction from its qdisc and interfaces: every probe offered is
+// delivered, dropped or queued, and the drops are about the loss.
+func TestCountersFromQdiscAndLinkStats(t *testing.T) {
+	l := newLink(t, netem.Spec{Loss: 10}, netem.Spec{})
+	var c netem.Counter = kernel.New().(netem.Counter)
+	ctx := context.Background()
+	ab0, ba0, err := c.Counters(ctx, l.Link)
+	require.NoError(t, err)
+	r := probe(t, l, measure.ProbeOptions{Count: 2000, Interval: time.Millisecond})
+	ab, ba, err := c.Counters(ctx, l.Link)
+	require.NoError(t, err)
+	t.Logf("a->b %+v\nb->a %+v\nprobe a->b sent %d received %d", ab, ba, r.AtoB.Sent, r.AtoB.Received)
+	offered := ab.Packets - ab0.Packets
+	assert.GreaterOrEqual(t, offered, uint64(r.AtoB.Sent), "every probe was offered")
+	assert.Equal(t, ab.Packets, ab.Delivered+ab.Dropped+uint64(ab.Queued))
+	assert.False(t, ab.Split)
+	drop := float64(ab.Dropped-ab0.Dropped) / float64(offered)
+	fidelity("counters: dropped/offered a->b", "loss 10%", 10, 100*drop, 2.5, "%", math.Abs(drop-0.10) <= 0.025)
+	assert.InDelta(t, 0.10, drop, 0.025)
+	assert.GreaterOrEqual(t, ab.Bytes-ab0.Bytes, uint64(r.AtoB.Received)*64, "bytes count whole frames")
+	assert.Zero(t, ba.Dropped-ba0.Dropped, "b->a is clean")
+	assert.GreaterOrEqual(t, ba.Delivered-ba0.Delivered, uint64(r.BtoA.Received), "echoes were delivered")
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -136,13 +137,17 @@ func (s *Store) List() ([]string, error) {
 	return names, nil
 }
 
-// Open opens a file for reading and returns it with its size. Errors wrap
-// ErrNotFound, ErrNotRegular or ErrEscapes, or describe an invalid name.
+// Open opens a regular file for reading and returns it with its size.
+// Errors wrap ErrNotFound, ErrNotRegular or ErrEscapes, or describe an
+// invalid name. Only regular files are served: the file is opened with
+// O_NONBLOCK, so a FIFO or device in the folder (or a link to one) cannot
+// block the open, and is then refused as ErrNotRegular (List leaves such
+// names out too).
 func (s *Store) Open(name string) (*os.File, int64, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, 0, err
 	}
-	f, err := s.root.Open(name)
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, 0, s.classify(name, err)
 	}

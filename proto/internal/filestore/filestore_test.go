@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,4 +104,35 @@ func FuzzValidateName(f *testing.F) {
 		}
 		_ = os.Remove(filepath.Join(dir, "repo", name))
 	})
+}
+
+// A FIFO (or a link to one) is neither listed nor opened: opening it must
+// not block the server (issue 13.4).
+func TestFIFONeverBlocks(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
+	require.NoError(t, os.Symlink("pipe", filepath.Join(dir, "link")))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ok.txt"), []byte("x"), 0o644))
+	s, err := Open(dir, 1<<20)
+	require.NoError(t, err)
+	defer s.Close()
+	names, err := s.List()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ok.txt"}, names)
+	for _, n := range []string{"pipe", "link"} {
+		done := make(chan error, 1)
+		go func() {
+			f, _, err := s.Open(n)
+			if f != nil {
+				f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, ErrNotRegular, n)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("open %q blocked", n)
+		}
+	}
 }

@@ -1,6 +1,11 @@
 // Package wire holds the line-and-bytes plumbing shared by the TCP lab
 // servers: bounded line reads, deadline-bound connections, size parsing and
-// the check for bytes sent past an announced upload.
+// the check for bytes sent past an announced upload; the lenient message
+// reader (a line, or what arrived before a 200 ms pause: MessageReader);
+// the sliding-window trickle rule for payloads (MinRate, RateReader,
+// RateWriter); Escape for printing client data; the one accept loop
+// (Serve) and CloseGently, which lets an ERROR line reach the client
+// before the close.
 package wire
 
 import (
@@ -123,6 +128,26 @@ func (c *Conn) LimitWrite(step time.Duration, cap time.Time) {
 	c.mu.Lock()
 	c.writeStep, c.writeCap = step, cap
 	c.mu.Unlock()
+}
+
+// SetReadDeadline sets the overall cap of reads (zero: none); each read
+// still gets at most the current step. Readers that manage deadlines
+// themselves (MessageReader, RateReader) work through it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.readCap = t
+	d := deadline(c.readStep, t)
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(d) // moves a read already blocked
+}
+
+// SetWriteDeadline sets the overall cap of writes (zero: none).
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.writeCap = t
+	d := deadline(c.writeStep, t)
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(d)
 }
 
 func deadline(step time.Duration, cap time.Time) time.Time {
