@@ -72,40 +72,163 @@ func (r *Result) save(lab string) error {
 }
 
 // evalCheck decides one check from the logs, the programs' fates and the
-// files.
-func evalCheck(lab string, res *Result, c topo.Check) CheckResult {
-	cr := CheckResult{Title: c.Title(), Line: c.Line}
-	var err error
-	switch c.Kind() {
-	case "output":
-		err = checkOutput(lab, c)
-	case "exit":
-		err = checkExit(res, c)
-	case "before":
-		err = checkBefore(lab, c)
-	case "same_file":
-		err = checkSameFile(lab, c)
-	default:
-		err = fmt.Errorf("unknown check")
+// files, and scores it.
+func evalCheck(lab string, res *Result, checks []topo.Check, c topo.Check) CheckResult {
+	cr := CheckResult{Title: c.Title(), Line: c.Line, Points: c.Points}
+	if c.Kind() == "manual" {
+		cr.Manual = true
+		cr.Detail = "needs a person"
+		return cr
 	}
+	err := checkErr(lab, res, checks, c)
 	cr.Pass = err == nil
 	if err != nil {
 		cr.Detail = err.Error()
+	} else {
+		cr.Score = c.Points
 	}
 	return cr
 }
 
-func programLines(lab, ref, stream string) ([]string, error) {
+func checkErr(lab string, res *Result, checks []topo.Check, c topo.Check) error {
+	switch c.Kind() {
+	case "output":
+		if err := programFate(lab, res, checks, c.Output); err != nil {
+			return err
+		}
+		return checkOutput(lab, c)
+	case "exit":
+		return checkExit(res, c)
+	case "before":
+		for _, r := range c.Before {
+			if err := programFate(lab, res, checks, r.Output); err != nil {
+				return err
+			}
+		}
+		return checkBefore(lab, c)
+	case "same_file":
+		return checkSameFile(lab, c)
+	case "all":
+		for _, sub := range c.All {
+			if err := checkErr(lab, res, checks, sub); err != nil {
+				return fmt.Errorf("%s: %w", sub.Title(), err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown check")
+}
+
+// expectedStatus is the exit status the lab expects of a program: the one
+// an exit check names, else 0.
+func expectedStatus(checks []topo.Check, ref string) int {
+	for _, c := range checks {
+		if c.Exit == ref && c.Status != nil {
+			return *c.Status
+		}
+		if c.Kind() == "all" {
+			if st := expectedStatus(c.All, ref); st != 0 {
+				return st
+			}
+		}
+	}
+	return 0
+}
+
+// programFate fails a check about a program's output when that output
+// cannot be trusted: the program never started, crashed (ended with
+// another status than the lab expects, or by a signal labctl did not
+// send), or printed nothing at all. Then even an absent: check fails: it
+// says the program ran and did not print something.
+func programFate(lab string, res *Result, checks []topo.Check, ref string) error {
+	var ps *ProgramStatus
+	for i := range res.Programs {
+		if res.Programs[i].Program == ref {
+			ps = &res.Programs[i]
+		}
+	}
+	if ps == nil {
+		return fmt.Errorf("%s: no such program", ref)
+	}
+	host, prog, _ := strings.Cut(ref, "/")
+	lines, _ := ReadProgramLog(lab, host, prog)
+	var out, errs int
+	var errTail []string
+	for _, l := range lines {
+		switch l.Stream {
+		case "out", "log":
+			out++
+		case "err":
+			errs++
+			errTail = append(errTail, l.Text)
+			if len(errTail) > stderrTail {
+				errTail = errTail[1:]
+			}
+		}
+	}
+	tail := ""
+	if len(errTail) > 0 {
+		q := make([]string, len(errTail))
+		for i, t := range errTail {
+			q[i] = fmt.Sprintf("%q", clip(t, 200))
+		}
+		tail = "; the last of its stderr: " + strings.Join(q, " / ")
+	}
+	switch ps.State {
+	case StateWaiting, StateSkipped, StateFailed:
+		why := ps.Detail
+		if why == "" {
+			why = ps.State
+		}
+		return fmt.Errorf("%s never started (%s)", ref, why)
+	case StateKilled:
+		if !ps.LabSignal {
+			return fmt.Errorf("%s crashed (%s)%s", ref, ps.Detail, tail)
+		}
+	case StateExited:
+		if want := expectedStatus(checks, ref); ps.Status != nil && *ps.Status != want {
+			return fmt.Errorf("%s crashed (%s)%s", ref, ps.Detail, tail)
+		}
+	}
+	if out+errs == 0 {
+		state := ps.Detail
+		if state == "" {
+			state = ps.State
+		}
+		return fmt.Errorf("%s printed nothing (%s)", ref, state)
+	}
+	return nil
+}
+
+// stderrTail is how many of a program's last stderr lines a failed check
+// quotes.
+const stderrTail = 3
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// programLines returns a program's lines of a stream: stdout (default),
+// stderr or both. withLog adds, to stderr, the log records of labctl's own
+// reference programs (stream "log"): evidence for contains and matches
+// about a reference program, never matter for absent, which is about what
+// the program itself printed.
+func programLines(lab, ref, stream string, withLog bool) ([]string, error) {
 	host, prog, _ := strings.Cut(ref, "/")
 	lines, err := ReadProgramLog(lab, host, prog)
 	if err != nil {
 		return nil, fmt.Errorf("%s has no output: %v", ref, err)
 	}
+	errs := stream == "stderr" || stream == "both"
 	var out []string
 	for _, l := range lines {
 		switch {
 		case l.Stream == "out" && stream != "stderr",
-			l.Stream == "err" && (stream == "stderr" || stream == "both"):
+			l.Stream == "err" && errs,
+			l.Stream == "log" && errs && withLog:
 			out = append(out, l.Text)
 		}
 	}
@@ -113,42 +236,89 @@ func programLines(lab, ref, stream string) ([]string, error) {
 }
 
 func checkOutput(lab string, c topo.Check) error {
-	lines, err := programLines(lab, c.Output, c.Stream)
+	lines, err := programLines(lab, c.Output, c.Stream, true)
 	if err != nil {
 		return err
 	}
+	own, _ := programLines(lab, c.Output, c.Stream, false)
+	loosen := func(ls []string) []string {
+		if !c.Loose {
+			return ls
+		}
+		out := make([]string, len(ls))
+		for i, l := range ls {
+			out[i] = topo.LooseText(l)
+		}
+		return out
+	}
+	seen, ownSeen := loosen(lines), loosen(own)
 	find := func(from int, ok func(string) bool) int {
-		for i := from; i < len(lines); i++ {
-			if ok(lines[i]) {
+		for i := from; i < len(seen); i++ {
+			if ok(seen[i]) {
 				return i
 			}
 		}
 		return -1
 	}
-	pos := 0
-	for _, want := range c.Contains {
-		i := find(pos, func(l string) bool { return strings.Contains(l, want) })
-		if i < 0 {
-			return missing(lines, fmt.Sprintf("no line contains %q", want), c.InOrder && pos > 0)
+	count := func(ok func(string) bool) int {
+		n := 0
+		for _, l := range seen {
+			if ok(l) {
+				n++
+			}
 		}
-		if c.InOrder {
-			pos = i + 1
+		return n
+	}
+	type want struct {
+		what string
+		ok   func(string) bool
+	}
+	var wants []want
+	for _, w := range c.Contains {
+		w := w
+		if c.Loose {
+			lw := topo.LooseText(w)
+			wants = append(wants, want{fmt.Sprintf("contains %q (loosely)", w), func(l string) bool { return strings.Contains(l, lw) }})
+		} else {
+			wants = append(wants, want{fmt.Sprintf("contains %q", w), func(l string) bool { return strings.Contains(l, w) }})
 		}
 	}
-	pos = 0
 	for _, re := range c.Matches {
 		rx := regexp.MustCompile(re)
-		i := find(pos, rx.MatchString)
+		what := fmt.Sprintf("matches /%s/", re)
+		if c.Loose {
+			rx, _ = topo.LooseRegexp(re)
+			what += " (loosely)"
+		}
+		wants = append(wants, want{what, rx.MatchString})
+	}
+	pos := 0
+	for _, w := range wants {
+		if c.Count != nil {
+			if n := count(w.ok); n != *c.Count {
+				return fmt.Errorf("%d lines %s, want exactly %d (%d lines in all)", n, strings.Replace(w.what, "contains", "contain", 1), *c.Count, len(lines))
+			}
+			if *c.Count == 0 {
+				continue
+			}
+		}
+		i := find(pos, w.ok)
 		if i < 0 {
-			return missing(lines, fmt.Sprintf("no line matches /%s/", re), c.InOrder && pos > 0)
+			return missing(lines, "no line "+w.what, c.InOrder && pos > 0)
 		}
 		if c.InOrder {
 			pos = i + 1
 		}
 	}
 	for _, bad := range c.Absent {
-		if i := find(0, func(l string) bool { return strings.Contains(l, bad) }); i >= 0 {
-			return fmt.Errorf("line %d contains %q: %q", i+1, bad, lines[i])
+		b := bad
+		if c.Loose {
+			b = topo.LooseText(bad)
+		}
+		for i, l := range ownSeen {
+			if strings.Contains(l, b) {
+				return fmt.Errorf("line %d contains %q: %q", i+1, bad, own[i])
+			}
 		}
 	}
 	return nil
@@ -194,7 +364,7 @@ func firstMatch(lab string, r topo.LineRef) (time.Time, error) {
 	}
 	rx := regexp.MustCompile(r.Matches)
 	for _, l := range lines {
-		if (l.Stream == "out" || l.Stream == "err") && rx.MatchString(l.Text) {
+		if (l.Stream == "out" || l.Stream == "err" || l.Stream == "log") && rx.MatchString(l.Text) {
 			return l.Time, nil
 		}
 	}

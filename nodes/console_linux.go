@@ -4,25 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 	"strings"
 	"time"
 
-	"github.com/labctl/labctl/internal/nsdo"
 	"github.com/labctl/labctl/netem"
 	"github.com/vishvananda/netlink"
 )
-
-// StartIn starts cmd inside the node's network namespace: the child is
-// forked from a thread switched into it, so it is born there (DESIGN rule 2).
-func StartIn(st *State, node string, cmd *exec.Cmd) error {
-	n, ok := st.Node(node)
-	if !ok {
-		return fmt.Errorf("no node %q in lab %q", node, st.Lab)
-	}
-	cmd.Env = append(cmd.Environ(), "LABCTL_LAB="+st.Lab, "LABCTL_NODE="+node)
-	return nsdo.DoNamed(n.NS, cmd.Start)
-}
 
 // SetLinkUp takes both ends of a link down (up false) or brings them up,
 // on either backend: a TAP end that is down carries nothing, like a veth.

@@ -98,6 +98,9 @@ func Deploy(ctx context.Context, lab *topo.Lab, opt Options) (st *State, err err
 	if err := forEach(ctx, opt.Workers, lab.Nodes, func(n *topo.Node) error { return addressNode(st, n) }); err != nil {
 		return st, err
 	}
+	if err := writeHostsFiles(lab, st); err != nil {
+		return st, err
+	}
 	if r, ok := backend.(netem.Runner); ok {
 		if err := r.Start(ctx, st.Links); err != nil {
 			return st, err

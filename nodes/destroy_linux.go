@@ -114,6 +114,9 @@ func destroyByTags(ctx context.Context, lab string, log *slog.Logger) (bool, err
 	if len(errs) > 0 {
 		return true, errors.Join(errs...)
 	}
+	if err := removeNetnsEtc(lab); err != nil {
+		return true, fmt.Errorf("lab %q: remove its /etc/netns files: %w", lab, err)
+	}
 	for _, dir := range []string{BinDir(lab), Dir(lab)} {
 		if _, err := os.Lstat(dir); err != nil {
 			continue
@@ -166,6 +169,9 @@ func destroyLocked(ctx context.Context, st *State, log *slog.Logger) error {
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	if err := removeNetnsEtc(st.Lab); err != nil {
+		return fmt.Errorf("lab %q: remove its /etc/netns files: %w", st.Lab, err)
 	}
 	if err := os.RemoveAll(BinDir(st.Lab)); err != nil {
 		return fmt.Errorf("lab %q: remove its labctl copy: %w", st.Lab, err)

@@ -1,6 +1,8 @@
 package nodes
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,6 +32,11 @@ type Plan struct {
 	// BinDir holds the lab's copy of labctl; it leads the programs' PATH, so
 	// "labctl app ..." works inside their scripts too.
 	BinDir string `json:"bin_dir"`
+	// Path: the lab's path: folders, first on every program's PATH.
+	Path []string `json:"path,omitempty"`
+	// LogMark starts the log records of labctl's own processes in the
+	// lab (see LogMarkEnv).
+	LogMark string `json:"log_mark,omitempty"`
 }
 
 // PlanHost is one host's share of the plan.
@@ -39,6 +46,15 @@ type PlanHost struct {
 	Home     string         `json:"home"`
 	Files    []topo.File    `json:"files,omitempty"`
 	Programs []topo.Program `json:"programs"`
+	// Addrs are the host's lab addresses (no prefix length).
+	Addrs []string `json:"addrs,omitempty"`
+	// Hosts is the hosts file its programs see as /etc/hosts.
+	Hosts     string         `json:"hosts,omitempty"`
+	Localhost []topo.Forward `json:"localhost,omitempty"`
+	Expose    []int          `json:"expose,omitempty"`
+	// CopyFrom is the folder whose files an overridden program finds in
+	// its home (a writable copy), "" if none.
+	CopyFrom string `json:"copy_from,omitempty"`
 }
 
 // HomeDir is where a host's programs run by default and its files live.
@@ -97,7 +113,12 @@ type Result struct {
 	Programs []ProgramStatus `json:"programs"`
 	Passed   int             `json:"passed"`
 	Failed   int             `json:"failed"`
-	Took     time.Duration   `json:"took"`
+	Manual   int             `json:"manual,omitempty"` // checks only a person can judge
+	// Score and MaxScore sum the points of the checks that carry them
+	// (manual ones count in MaxScore only).
+	Score    int           `json:"score,omitempty"`
+	MaxScore int           `json:"max_score,omitempty"`
+	Took     time.Duration `json:"took"`
 }
 
 // CheckResult is the verdict of one check.
@@ -106,6 +127,10 @@ type CheckResult struct {
 	Pass   bool   `json:"pass"`
 	Detail string `json:"detail,omitempty"`
 	Line   int    `json:"line,omitempty"`
+	// Points the check is worth, and the Score it earned (Points or 0).
+	Points int  `json:"points,omitempty"`
+	Score  int  `json:"score,omitempty"`
+	Manual bool `json:"manual,omitempty"` // needs a person: neither passed nor failed
 }
 
 // ProgramStatus says how a program fared.
@@ -116,6 +141,9 @@ type ProgramStatus struct {
 	Signal   string `json:"signal,omitempty"`
 	Restarts int    `json:"restarts,omitempty"`
 	Detail   string `json:"detail,omitempty"`
+	// LabSignal: the signal that ended it came from labctl (the timeline,
+	// the time limit), so it did not crash.
+	LabSignal bool `json:"lab_signal,omitempty"`
 }
 
 // LoadResult reads the result, or an error wrapping os.ErrNotExist while
@@ -129,6 +157,12 @@ func LoadResult(lab string) (*Result, error) {
 	return &r, json.Unmarshal(b, &r)
 }
 
+func newLogMark() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "labctl-log-" + hex.EncodeToString(b) + " "
+}
+
 // nobody is the user programs run as when no one invoked labctl via sudo.
 const nobody = 65534
 
@@ -139,7 +173,7 @@ const nobody = 65534
 // --program run there.
 func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	plan := &Plan{Lab: st.Lab, Seed: lab.Seed, UID: nobody, GID: nobody, User: "nobody",
-		Checks: lab.Checks, Timeline: lab.Timeline, Created: time.Now().UTC()}
+		Checks: lab.Checks, Timeline: lab.Timeline, Created: time.Now().UTC(), Path: lab.Path, LogMark: newLogMark()}
 	if u, g := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID"); u != "" && g != "" && u != "0" {
 		if _, err := fmt.Sscan(u, &plan.UID); err != nil {
 			return nil, fmt.Errorf("SUDO_UID %q: %w", u, err)
@@ -160,14 +194,27 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	}
 	var longest, delays time.Duration
 	for _, n := range lab.Nodes {
-		if n.Kind == topo.Switch || (len(n.Programs) == 0 && len(n.Files) == 0) {
+		if n.Kind == topo.Switch || (len(n.Programs) == 0 && len(n.Files) == 0 && len(n.Localhost) == 0) {
 			continue
 		}
-		h := PlanHost{Name: n.Name, NS: NSName(st.Lab, n.Name), Home: HomeDir(st.Lab, n.Name), Files: n.Files}
+		h := PlanHost{Name: n.Name, NS: NSName(st.Lab, n.Name), Home: HomeDir(st.Lab, n.Name), Files: n.Files,
+			Hosts: HostsPath(st.Lab, n.Name), Expose: n.Expose}
+		for _, i := range n.Ifaces {
+			if i.Addr != "" {
+				h.Addrs = append(h.Addrs, strings.SplitN(i.Addr, "/", 2)[0])
+			}
+		}
+		for _, f := range n.Localhost {
+			f.Addr = lab.Node(f.Node).Addr()
+			h.Localhost = append(h.Localhost, f)
+		}
 		for _, p := range n.Programs {
-			rp, err := resolveProgram(lab, p, h.Home, labDir, cwd)
+			rp, err := resolveProgram(lab, p, h.Home, labDir)
 			if err != nil {
 				return nil, fmt.Errorf("host %q: program %q: %w", n.Name, p.Name, err)
+			}
+			if p.Overridden {
+				h.CopyFrom = cwd
 			}
 			h.Programs = append(h.Programs, rp)
 			delays += p.StartDelay.D()
@@ -188,7 +235,10 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	return plan, nil
 }
 
-func resolveProgram(lab *topo.Lab, p topo.Program, home, labDir, cwd string) (topo.Program, error) {
+// resolveProgram expands ${host} in a program's command, environment and
+// stdin lines, and settles its folder: an overridden program's is its
+// host's home, which holds a copy of the folder labctl was started in.
+func resolveProgram(lab *topo.Lab, p topo.Program, home, labDir string) (topo.Program, error) {
 	args := make([]string, len(p.Command))
 	for i, a := range p.Command {
 		v, err := lab.Expand(a)
@@ -209,10 +259,20 @@ func resolveProgram(lab *topo.Lab, p topo.Program, home, labDir, cwd string) (to
 		env[k] = x
 	}
 	p.Env = env
+	stdin := make([]topo.StdinLine, len(p.Stdin))
+	for i, l := range p.Stdin {
+		x, err := lab.Expand(l.Text)
+		if err != nil {
+			return p, fmt.Errorf("stdin: %w", err)
+		}
+		l.Text = x
+		stdin[i] = l
+	}
+	p.Stdin = stdin
 	base := home
 	switch {
 	case p.Overridden:
-		base = cwd
+		p.Dir = ""
 	case p.Dir != "" && labDir != "":
 		base = labDir
 	}

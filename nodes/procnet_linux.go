@@ -4,22 +4,39 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 )
 
-// socketUp reports whether the network namespace of process pid has a TCP
-// socket listening on port, or a UDP socket bound to it. /proc/PID/net
-// shows the sockets of that process's namespace, so this needs no
-// connection to the program (a probe connection would count as a client:
-// the X/Y server would take it for X).
-func socketUp(pid int, proto string, port int) bool {
+// socketAddrs returns the local addresses of the sockets listening on a
+// TCP port (or bound to a UDP port) in the network namespace of process
+// pid. /proc/PID/net shows the sockets of that process's namespace, so
+// this needs no connection to the program (a probe connection would count
+// as a client: the X/Y server would take it for X).
+func socketAddrs(pid int, proto string, port int) []netip.Addr {
+	return procSockets(fmt.Sprintf("/proc/%d/net", pid), proto, port)
+}
+
+// procSockets reads DIR/tcp and DIR/tcp6 (or udp).
+func procSockets(dir, proto string, port int) []netip.Addr {
+	var out []netip.Addr
 	for _, f := range []string{proto, proto + "6"} {
-		if scanProcNet(fmt.Sprintf("/proc/%d/net/%s", pid, f), proto, port) {
+		out = append(out, scanProcNet(dir+"/"+f, proto, port)...)
+	}
+	return out
+}
+
+// public reports whether any address is reachable from other hosts (not
+// loopback).
+func public(addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if !a.Unmap().IsLoopback() {
 			return true
 		}
 	}
@@ -28,12 +45,13 @@ func socketUp(pid int, proto string, port int) bool {
 
 const tcpListen = "0A"
 
-func scanProcNet(path, proto string, port int) bool {
+func scanProcNet(path, proto string, port int) []netip.Addr {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return nil
 	}
 	defer f.Close()
+	var out []netip.Addr
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
 	for sc.Scan() {
@@ -41,7 +59,7 @@ func scanProcNet(path, proto string, port int) bool {
 		if len(fields) < 4 {
 			continue
 		}
-		_, hexPort, ok := strings.Cut(fields[1], ":")
+		hexAddr, hexPort, ok := strings.Cut(fields[1], ":")
 		if !ok {
 			continue
 		}
@@ -50,10 +68,26 @@ func scanProcNet(path, proto string, port int) bool {
 			continue
 		}
 		if proto == "udp" || fields[3] == tcpListen {
-			return true
+			if a, ok := parseProcAddr(hexAddr); ok {
+				out = append(out, a)
+			}
 		}
 	}
-	return false
+	return out
+}
+
+// parseProcAddr reads /proc/net's hex address: 32-bit words in host
+// (little-endian) order.
+func parseProcAddr(h string) (netip.Addr, bool) {
+	b, err := hex.DecodeString(h)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return netip.Addr{}, false
+	}
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	a, ok := netip.AddrFromSlice(b)
+	return a, ok
 }
 
 // seededBytes is an endless stream of pseudo-random bytes fixed by the lab's

@@ -1,7 +1,6 @@
 package nodes
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/labctl/labctl/internal/nsdo"
 	"github.com/labctl/labctl/topo"
 )
 
@@ -54,6 +52,8 @@ type Supervisor struct {
 
 	procs []*proc
 	byKey map[string]*proc
+
+	exposed exposed
 }
 
 type proc struct {
@@ -80,7 +80,21 @@ type proc struct {
 	detail   string
 	restart  bool // a timeline restart is pending
 	stopping bool
-	lineRE   *regexp.Regexp
+	// labSignal: labctl signalled this run (timeline kill, time limit)
+	labSignal bool
+	lineRE    *regexp.Regexp
+
+	// output since the last stdin line, for stdin's after: and idle:
+	outMu   sync.Mutex
+	since   []byte
+	lastOut time.Time
+	outCh   chan struct{} // closed and replaced on each output
+
+	// the running program's output readers, and flush requests to them
+	rdMu      sync.Mutex
+	readers   []streamReader
+	flushWant map[string]bool
+	flushAck  chan struct{}
 }
 
 // NewSupervisor prepares a supervisor for a lab that is up.
@@ -93,11 +107,13 @@ func NewSupervisor(lab string, log *slog.Logger) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervisor{plan: plan, st: st, log: log.With("lab", lab), byKey: map[string]*proc{}}
+	s := &Supervisor{plan: plan, st: st, log: log.With("lab", lab), byKey: map[string]*proc{},
+		exposed: exposed{ports: map[string]chan struct{}{}}}
 	for _, h := range plan.Hosts {
 		for _, p := range h.Programs {
 			pr := &proc{s: s, host: h, p: p, key: h.Name + "/" + p.Name, state: StateWaiting,
-				ready: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{})}
+				ready: make(chan struct{}), failed: make(chan struct{}), done: make(chan struct{}), outCh: make(chan struct{}),
+				flushWant: map[string]bool{}, flushAck: make(chan struct{}, 2)}
 			if p.Ready != nil && p.Ready.Line != "" {
 				pr.lineRE = regexp.MustCompile(p.Ready.Line)
 			}
@@ -120,6 +136,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := s.prepareHomes(); err != nil {
 		s.emit("labctl", "sys", "cannot prepare the hosts: "+err.Error())
 		return err
+	}
+	s.startLocalhost(ctx)
+	for _, h := range s.plan.Hosts {
+		if len(h.Expose) > 0 {
+			go s.watchExpose(ctx, h)
+		}
 	}
 	s.start = time.Now()
 	for _, p := range s.procs {
@@ -144,6 +166,19 @@ func (s *Supervisor) prepareHomes() error {
 		}
 		if err := os.Chown(h.Home, s.plan.UID, s.plan.GID); err != nil {
 			return err
+		}
+		if h.CopyFrom != "" {
+			if err := copyTree(h.CopyFrom, h.Home, s.plan.UID, s.plan.GID); err != nil {
+				if !errors.Is(err, errTooBig) {
+					return fmt.Errorf("host %q: copy %q: %w", h.Name, h.CopyFrom, err)
+				}
+				s.emit("labctl", "sys", fmt.Sprintf("%s: %v: its replaced programs run in it, not in a copy", h.Name, err))
+				for _, p := range s.procs {
+					if p.host.Name == h.Name && p.p.Overridden {
+						p.p.Dir = h.CopyFrom
+					}
+				}
+			}
 		}
 		for _, f := range h.Files {
 			if err := s.makeFile(h, f); err != nil {
@@ -339,223 +374,6 @@ func (p *proc) waitDeps(ctx context.Context) string {
 	return ""
 }
 
-// runOnce starts the program in its host and waits for it to end. It
-// returns the exit code (-1 when killed by a signal).
-func (p *proc) runOnce(ctx context.Context) (int, error) {
-	cmd, err := p.command()
-	if err != nil {
-		return 0, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return 0, err
-	}
-	var stdin io.WriteCloser
-	if len(p.p.Stdin) > 0 || p.p.KeepStdin {
-		if stdin, err = cmd.StdinPipe(); err != nil {
-			return 0, err
-		}
-	}
-	// Born inside the host: the child inherits the locked thread's netns.
-	if err := nsdo.DoNamed(p.host.NS, cmd.Start); err != nil {
-		return 0, err
-	}
-	p.mu.Lock()
-	p.cmd, p.state, p.status, p.signal = cmd, StateRunning, nil, ""
-	p.mu.Unlock()
-	p.line("sys", fmt.Sprintf("started as pid %d: %s", cmd.Process.Pid, topo.Command(cmd.Args)))
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); p.copyLines("out", stdout) }()
-	go func() { defer wg.Done(); p.copyLines("err", stderr) }()
-	exited := make(chan struct{})
-	if stdin != nil {
-		go p.feed(stdin, exited)
-	}
-	go p.watchReady(cmd.Process.Pid, exited)
-	limit := p.p.TimeLimit.D()
-	if limit == 0 && !p.p.Service {
-		limit = defaultTaskMax
-	}
-	var timedOut bool
-	var timer <-chan time.Time
-	if limit > 0 {
-		t := time.NewTimer(limit)
-		defer t.Stop()
-		timer = t.C
-	}
-	waitErr := make(chan error, 1)
-	go func() {
-		wg.Wait() // read all output before Wait closes the pipes
-		waitErr <- cmd.Wait()
-	}()
-	var werr error
-	select {
-	case werr = <-waitErr:
-	case <-timer:
-		timedOut = true
-		p.line("sys", fmt.Sprintf("time limit %s reached: stopping it", limit))
-		p.signalGroup(syscall.SIGTERM)
-		select {
-		case werr = <-waitErr:
-		case <-time.After(2 * time.Second):
-			p.signalGroup(syscall.SIGKILL)
-			werr = <-waitErr
-		}
-	}
-	close(exited)
-	return p.recordExit(cmd, werr, timedOut), nil
-}
-
-// command builds the exec.Cmd: the program's user, a clean environment,
-// its own process group, and death with the supervisor.
-func (p *proc) command() (*exec.Cmd, error) {
-	argv := p.p.Command
-	path := argv[0]
-	if !strings.Contains(path, "/") {
-		lp, err := lookPath(p.s.path(), path)
-		if err != nil {
-			return nil, err
-		}
-		path = lp
-	}
-	cmd := exec.Command(path, argv[1:]...)
-	cmd.Args[0] = argv[0]
-	cmd.Dir = p.p.Dir
-	if cmd.Dir == "" {
-		cmd.Dir = p.host.Home
-	}
-	env := []string{
-		"PATH=" + p.s.path(), "HOME=" + p.host.Home, "LANG=C.UTF-8", "TERM=dumb",
-		"LABCTL_LAB=" + p.s.plan.Lab, "LABCTL_NODE=" + p.host.Name, "LABCTL_PROGRAM=" + p.p.Name,
-		"USER=" + p.s.plan.User, "LOGNAME=" + p.s.plan.User,
-		"PYTHONUNBUFFERED=1", // a student's print() shows up as it happens
-	}
-	for k, v := range p.p.Env {
-		env = append(env, k+"="+v)
-	}
-	cmd.Env = env
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if !p.p.Root {
-		attr.Credential = &syscall.Credential{Uid: uint32(p.s.plan.UID), Gid: uint32(p.s.plan.GID), Groups: []uint32{}}
-	}
-	cmd.SysProcAttr = attr
-	return cmd, nil
-}
-
-// path is the programs' PATH: the lab's labctl, then the system's.
-func (s *Supervisor) path() string {
-	if s.plan.BinDir == "" {
-		return cleanPath
-	}
-	return s.plan.BinDir + ":" + cleanPath
-}
-
-// lookPath finds a command in the programs' PATH, not in labctl's.
-func lookPath(pathList, name string) (string, error) {
-	for _, dir := range strings.Split(pathList, ":") {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%q: not found in %s", name, pathList)
-}
-
-// copyLines reads a pipe line by line into the logs. A line longer than
-// maxLine is split, never dropped.
-func (p *proc) copyLines(stream string, r io.Reader) {
-	br := bufio.NewReaderSize(r, maxLine)
-	for {
-		b, err := br.ReadSlice('\n')
-		if len(b) > 0 {
-			p.line(stream, strings.TrimRight(string(b), "\r\n"))
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// feed types the stdin lines, each after its delay, then closes stdin.
-func (p *proc) feed(w io.WriteCloser, exited <-chan struct{}) {
-	defer func() {
-		if !p.p.KeepStdin {
-			w.Close()
-		}
-	}()
-	for _, l := range p.p.Stdin {
-		if d := l.Delay.D(); d > 0 {
-			select {
-			case <-exited:
-				return
-			case <-time.After(d):
-			}
-		}
-		if _, err := io.WriteString(w, l.Text+"\n"); err != nil {
-			return
-		}
-		p.line("in", l.Text)
-	}
-	if p.p.KeepStdin {
-		<-exited
-	}
-}
-
-// watchReady decides when the program is ready: at once without a
-// readiness condition; when its host has a listening TCP or bound UDP
-// socket on the port; or when the line matcher in line() fires. Each has a
-// deadline.
-func (p *proc) watchReady(pid int, exited <-chan struct{}) {
-	r := p.p.Ready
-	if r == nil {
-		p.markReady()
-		return
-	}
-	timeout := r.Timeout.D()
-	if timeout == 0 {
-		timeout = defaultReady
-	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	var tick <-chan time.Time
-	if r.TCP != "" || r.UDP != "" {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-p.ready:
-			return
-		case <-exited:
-			if p.p.Ready != nil {
-				p.markFailed("exited before it was ready")
-			}
-			return
-		case <-deadline.C:
-			why := fmt.Sprintf("not ready within %s", timeout)
-			p.line("sys", why)
-			p.markFailed(why)
-			return
-		case <-tick:
-			if r.TCP != "" && socketUp(pid, "tcp", topo.ParsePort(r.TCP)) ||
-				r.UDP != "" && socketUp(pid, "udp", topo.ParsePort(r.UDP)) {
-				p.line("sys", "ready")
-				p.markReady()
-				return
-			}
-		}
-	}
-}
-
 func (p *proc) signalGroup(sig syscall.Signal) {
 	p.mu.Lock()
 	cmd := p.cmd
@@ -606,7 +424,7 @@ func signalName(s syscall.Signal) string {
 func (p *proc) snapshot() ProgramStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail}
+	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail, LabSignal: p.labSignal}
 }
 
 // finish waits for the tasks (programs that are not services) and for any
@@ -659,12 +477,17 @@ func (s *Supervisor) evaluate() {
 		res.Programs = append(res.Programs, p.snapshot())
 	}
 	for _, c := range s.plan.Checks {
-		cr := evalCheck(s.plan.Lab, res, c)
-		if cr.Pass {
+		cr := evalCheck(s.plan.Lab, res, s.plan.Checks, c)
+		switch {
+		case cr.Manual:
+			res.Manual++
+		case cr.Pass:
 			res.Passed++
-		} else {
+		default:
 			res.Failed++
 		}
+		res.Score += cr.Score
+		res.MaxScore += cr.Points
 		res.Checks = append(res.Checks, cr)
 	}
 	if err := res.save(s.plan.Lab); err != nil {

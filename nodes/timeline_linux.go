@@ -40,6 +40,9 @@ func (s *Supervisor) act(ctx context.Context, e topo.Event) (string, error) {
 		p := s.byKey[e.Kill]
 		sig := parseSignal(e.Signal)
 		p.line("sys", "timeline: sending "+signalName(sig))
+		p.mu.Lock()
+		p.labSignal = true
+		p.mu.Unlock()
 		p.signalGroup(sig)
 		return fmt.Sprintf("kill %s (%s)", e.Kill, signalName(sig)), nil
 	case "restart":
@@ -47,7 +50,7 @@ func (s *Supervisor) act(ctx context.Context, e topo.Event) (string, error) {
 		p.mu.Lock()
 		running := p.state == StateRunning || p.state == StateReady
 		if running {
-			p.restart = true
+			p.restart, p.labSignal = true, true
 		}
 		p.mu.Unlock()
 		p.line("sys", "timeline: restart")

@@ -141,6 +141,12 @@ func TestCLINodeCommands(t *testing.T) {
 	c.expect(`bytes from 10\.0\.0\.1`, 10*time.Second)
 	c.prompt()
 
+	// The command runs as `labctl exec` runs it: the node's hostname, and
+	// the lab's names in /etc/hosts.
+	c.send("h1 hostname; getent hosts h2\n")
+	c.expect(`\r?\nh1\r?\n10\.0\.0\.2\s+h2`, 10*time.Second)
+	c.prompt()
+
 	c.send("nosuch thing\n")
 	c.expect(`unknown command or node "nosuch"`, 5*time.Second)
 	c.prompt()

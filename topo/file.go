@@ -23,6 +23,7 @@ type fileLab struct {
 	Timeline    []Event    `yaml:"timeline"`
 	Line        int        `yaml:"-"`
 	Topo        string     `yaml:"topo"`
+	Path        []string   `yaml:"path"`
 }
 
 type fileNode struct {
@@ -30,7 +31,10 @@ type fileNode struct {
 	Programs []Program         `yaml:"programs"`
 	Sysctls  map[string]string `yaml:"sysctls"`
 	Files    []File            `yaml:"files"`
-	Line     int               `yaml:"-"`
+	// Localhost maps a loopback port to "NODE" or "NODE:PORT".
+	Localhost map[string]string `yaml:"localhost"`
+	Expose    []int             `yaml:"expose"`
+	Line      int               `yaml:"-"`
 }
 
 type fileLink struct {
@@ -107,7 +111,7 @@ func inFile(name string, err error) error {
 func (f *fileLab) lab(file string) (*Lab, error) {
 	lab := &Lab{
 		Name: f.Name, Description: f.Description, Backend: f.Backend, Seed: f.Seed,
-		Checks: f.Checks, Timeline: f.Timeline, Source: file,
+		Checks: f.Checks, Timeline: f.Timeline, Source: file, Path: f.Path,
 	}
 	if lab.Name == "" {
 		lab.Name = labNameFromFile(file)
@@ -132,6 +136,7 @@ func (f *fileLab) lab(file string) (*Lab, error) {
 			if old := lab.Node(n.Name); old != nil && f.Topo != "" && old.Kind == n.Kind {
 				// A node of the generated topology, given programs or routes.
 				old.Routes, old.Programs, old.Sysctls, old.Files, old.Line = n.Routes, n.Programs, n.Sysctls, n.Files, n.Line
+				old.Localhost, old.Expose = n.Localhost, n.Expose
 				continue
 			}
 			lab.Nodes = append(lab.Nodes, n)
@@ -164,7 +169,12 @@ func parseNodes(n *yaml.Node, kind Kind, key string) ([]*Node, error) {
 				return fieldErr(body, joinPath(key, name.Value), err)
 			}
 		}
-		node := &Node{Name: name.Value, Kind: kind, Programs: fn.Programs, Sysctls: fn.Sysctls, Files: fn.Files, Line: name.Line}
+		node := &Node{Name: name.Value, Kind: kind, Programs: fn.Programs, Sysctls: fn.Sysctls, Files: fn.Files, Expose: fn.Expose, Line: name.Line}
+		fw, err := parseLocalhost(fn.Localhost)
+		if err != nil {
+			return &FieldError{Line: name.Line, Path: joinPath(key, name.Value) + ".localhost", Err: err}
+		}
+		node.Localhost = fw
 		for j, r := range fn.Routes {
 			rt, err := ParseRoute(r)
 			if err != nil {

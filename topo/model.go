@@ -26,6 +26,9 @@ type Lab struct {
 	Links    []*Link
 	Checks   []Check
 	Timeline []Event
+	// Path lists folders first on every program's PATH (after the lab's
+	// labctl), e.g. an interpreter's bin folder.
+	Path []string
 	// Source says where the lab came from: a file path, "builtin:NAME" or
 	// "topo:SPEC".
 	Source string
@@ -41,7 +44,22 @@ type Node struct {
 	// Files are made in the host's home folder before its programs start.
 	Files  []File
 	Ifaces []*Iface // in link order
-	Line   int      // where it is defined in the lab file (0 if generated)
+	// Localhost forwards this host's loopback ports to other hosts: a
+	// connection to 127.0.0.1:PORT (or to the host's own name) reaches
+	// the target's port. Sorted by port.
+	Localhost []Forward
+	// Expose makes TCP servers that listen only on loopback (127.0.0.1 or
+	// the host's own name) reachable on the host's lab addresses.
+	Expose []int
+	Line   int // where it is defined in the lab file (0 if generated)
+}
+
+// Forward is one localhost port of a host led to a port of another node.
+type Forward struct {
+	Port   int    `json:"port"`
+	Node   string `json:"node"`
+	ToPort int    `json:"to_port"`
+	Addr   string `json:"addr,omitempty"` // the node's address, filled in by the runtime's plan
 }
 
 // File is a file a lab puts in a host's home folder: given content, or

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -41,6 +42,16 @@ type Program struct {
 	// Root runs the program as root with all capabilities; otherwise it runs
 	// as the user who invoked sudo, or as nobody, with none.
 	Root bool `yaml:"root"`
+	// Path lists folders put first on the program's PATH (after the lab's
+	// and before the system's), e.g. an interpreter's bin folder.
+	Path []string `yaml:"path"`
+	// TTY gives the program a pseudo-terminal for stdin, stdout and stderr
+	// (stderr is then read with stdout).
+	TTY bool `yaml:"tty"`
+	// Student replaces these fields when the program's command is replaced
+	// (--program): a student's program may need other typing, readiness or
+	// time than the reference one.
+	Student *Variant `yaml:"student"`
 	// Overridden is set by OverrideProgram: the command came from the
 	// command line, so relative paths in it are the invoking user's.
 	Overridden bool `yaml:"-"`
@@ -62,10 +73,32 @@ const (
 	RestartAlways    = "always"
 )
 
+// Variant is what a role's student: section may replace.
+type Variant struct {
+	Stdin     []StdinLine       `yaml:"stdin"`
+	KeepStdin *bool             `yaml:"keep_stdin"`
+	Ready     *Ready            `yaml:"ready"`
+	TimeLimit Duration          `yaml:"time_limit"`
+	Env       map[string]string `yaml:"env"`
+	Path      []string          `yaml:"path"`
+	TTY       *bool             `yaml:"tty"`
+}
+
 // StdinLine is one line typed into a program.
 type StdinLine struct {
-	Text  string   `yaml:"line"`
-	Delay Duration `yaml:"delay"` // wait this long before typing it
+	Text string `yaml:"line"`
+	// After is a regular expression: the line is typed once the program's
+	// output since the previous line (or its start) matches it, as a
+	// person answers a prompt. It may match part of a line, and a prompt
+	// printed without a newline.
+	After string   `yaml:"after"`
+	Delay Duration `yaml:"delay"` // wait this long before typing it (after After, if both)
+	// Idle types the line once the program has printed nothing for this
+	// long (it waits at a prompt).
+	Idle Duration `yaml:"idle"`
+	// Timeout bounds the wait for After or Idle (default 10s); then the
+	// line is typed anyway and the log says so.
+	Timeout Duration `yaml:"timeout"`
 }
 
 func (s *StdinLine) UnmarshalYAML(n *yaml.Node) error {
@@ -175,6 +208,11 @@ type Check struct {
 	Matches  StringList `yaml:"matches"`
 	Absent   StringList `yaml:"absent"`
 	InOrder  bool       `yaml:"in_order"`
+	// Loose compares ignoring case, spacing and punctuation: "x: ALICE
+	// received  before y: bob." matches "X: Alice received before Y: Bob".
+	Loose bool `yaml:"loose"`
+	// Count: each Contains and Matches is found on exactly this many lines.
+	Count *int `yaml:"count"`
 
 	// Exit ("host/prog") ended with Status (default 0).
 	Exit   string `yaml:"exit"`
@@ -186,6 +224,17 @@ type Check struct {
 
 	// SameFile: these files have the same SHA-256.
 	SameFile []string `yaml:"same_file"`
+
+	// All passes when every one of these checks passes: one criterion
+	// judged from several programs.
+	All []Check `yaml:"all"`
+
+	// Manual is a criterion only a person can judge (say, "the code is
+	// readable"): it is listed with its points, never passed or failed.
+	Manual string `yaml:"manual"`
+
+	// Points the check is worth (for grading); 0: not graded.
+	Points int `yaml:"points"`
 
 	Line int `yaml:"-"`
 }
@@ -223,6 +272,10 @@ func (c Check) Kind() string {
 		return "before"
 	case len(c.SameFile) > 0:
 		return "same_file"
+	case len(c.All) > 0:
+		return "all"
+	case c.Manual != "":
+		return "manual"
 	}
 	return ""
 }
@@ -255,6 +308,14 @@ func (c Check) Title() string {
 		return fmt.Sprintf("%s /%s/ before %s /%s/", c.Before[0].Output, c.Before[0].Matches, c.Before[1].Output, c.Before[1].Matches)
 	case "same_file":
 		return "same SHA-256: " + strings.Join(c.SameFile, ", ")
+	case "all":
+		var parts []string
+		for _, s := range c.All {
+			parts = append(parts, s.Title())
+		}
+		return strings.Join(parts, "; and ")
+	case "manual":
+		return c.Manual
 	}
 	return "check"
 }
@@ -317,20 +378,13 @@ func (lab *Lab) Expand(s string) (string, error) {
 	return out, err
 }
 
-// OverrideProgram replaces the command of a program, as in
-// `--program x='python3 client.py'`: "HOST=COMMAND" when the host runs one
-// program, "HOST/PROGRAM=COMMAND" otherwise. The program keeps its name, so
-// checks about it still apply: that is how a submission is graded against
-// the reference programs.
-func (lab *Lab) OverrideProgram(spec string) error {
-	ref, command, ok := strings.Cut(spec, "=")
-	if !ok || ref == "" || strings.TrimSpace(command) == "" {
-		return fmt.Errorf("--program %q: want HOST=COMMAND or HOST/PROGRAM=COMMAND", spec)
-	}
+// programRef finds the program a command-line flag names: "HOST" when the
+// host runs one program, "HOST/PROGRAM" otherwise.
+func (lab *Lab) programRef(flag, spec, ref string) (*Program, error) {
 	host, prog, hasProg := strings.Cut(ref, "/")
 	n := lab.Node(host)
 	if n == nil {
-		return fmt.Errorf("--program %q: no node %q", spec, host)
+		return nil, fmt.Errorf("%s %q: no node %q", flag, spec, host)
 	}
 	var p *Program
 	switch {
@@ -347,16 +401,153 @@ func (lab *Lab) OverrideProgram(spec string) error {
 		for _, q := range n.Programs {
 			names = append(names, q.Name)
 		}
-		return fmt.Errorf("--program %q: %s runs %s: say which one, as %s/PROGRAM=COMMAND", spec, host, strings.Join(names, ", "), host)
+		return nil, fmt.Errorf("%s %q: %s runs %s: say which one, as %s/PROGRAM", flag, spec, host, strings.Join(names, ", "), host)
 	}
 	if p == nil {
-		return fmt.Errorf("--program %q: no program %q on %s", spec, prog, host)
+		return nil, fmt.Errorf("%s %q: no program %q on %s", flag, spec, prog, host)
+	}
+	return p, nil
+}
+
+// OverrideProgram replaces the command of a program, as in
+// `--program x='python3 client.py'`: "HOST=COMMAND" when the host runs one
+// program, "HOST/PROGRAM=COMMAND" otherwise. The program keeps its name, so
+// checks about it still apply: that is how a submission is graded against
+// the reference programs. The program's student: variant, if any, replaces
+// its stdin, readiness, time limit, environment, path and tty.
+func (lab *Lab) OverrideProgram(spec string) error {
+	ref, command, ok := strings.Cut(spec, "=")
+	if !ok || ref == "" || strings.TrimSpace(command) == "" {
+		return fmt.Errorf("--program %q: want HOST=COMMAND or HOST/PROGRAM=COMMAND", spec)
+	}
+	p, err := lab.programRef("--program", spec, ref)
+	if err != nil {
+		return err
 	}
 	args, err := SplitCommand(command)
 	if err != nil {
 		return fmt.Errorf("--program %q: %w", spec, err)
 	}
 	p.Command = args
+	if !p.Overridden && p.Student != nil {
+		p.applyVariant(*p.Student)
+	}
 	p.Overridden = true
+	return nil
+}
+
+func (p *Program) applyVariant(v Variant) {
+	if v.Stdin != nil {
+		p.Stdin = v.Stdin
+	}
+	if v.KeepStdin != nil {
+		p.KeepStdin = *v.KeepStdin
+	}
+	if v.Ready != nil {
+		p.Ready = v.Ready
+	}
+	if v.TimeLimit != 0 {
+		p.TimeLimit = v.TimeLimit
+	}
+	if v.Env != nil {
+		p.Env = v.Env
+	}
+	if v.Path != nil {
+		p.Path = v.Path
+	}
+	if v.TTY != nil {
+		p.TTY = *v.TTY
+	}
+}
+
+// StdinFileIdle is how long a program is quiet before the next line of a
+// plain-text --stdin file is typed.
+const StdinFileIdle = 300 * time.Millisecond
+
+// OverrideStdin replaces a program's stdin lines: --stdin HOST=FILE. data
+// is the file's content: YAML (a list of stdin lines, as in a lab file)
+// when yamlFile, else plain text, one line typed per line, each once the
+// program has been quiet for StdinFileIdle (it has printed its prompt).
+func (lab *Lab) OverrideStdin(spec string, data []byte, yamlFile bool) error {
+	ref, _, _ := strings.Cut(spec, "=")
+	p, err := lab.programRef("--stdin", spec, ref)
+	if err != nil {
+		return err
+	}
+	var lines []StdinLine
+	if yamlFile {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return fmt.Errorf("--stdin %q: %w", spec, err)
+		}
+		if len(doc.Content) > 0 {
+			if err := decodeStrict(doc.Content[0], &lines); err != nil {
+				return fmt.Errorf("--stdin %q: %w", spec, err)
+			}
+		}
+	} else {
+		text := strings.TrimSuffix(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+		if text != "" {
+			for _, l := range strings.Split(text, "\n") {
+				lines = append(lines, StdinLine{Text: l, Idle: Duration(StdinFileIdle)})
+			}
+		}
+	}
+	p.Stdin = lines
+	if lines == nil {
+		p.Stdin = []StdinLine{}
+	}
+	return nil
+}
+
+// OverrideReady replaces a program's readiness: --ready HOST=tcp:PORT,
+// udp:PORT, line:REGEXP or none (ready once started).
+func (lab *Lab) OverrideReady(spec string) error {
+	ref, cond, ok := strings.Cut(spec, "=")
+	if !ok {
+		return fmt.Errorf("--ready %q: want HOST=tcp:PORT, udp:PORT, line:REGEXP or none", spec)
+	}
+	p, err := lab.programRef("--ready", spec, ref)
+	if err != nil {
+		return err
+	}
+	if cond == "none" {
+		p.Ready = nil
+		return nil
+	}
+	kind, val, _ := strings.Cut(cond, ":")
+	r := &Ready{}
+	if p.Ready != nil {
+		r.Timeout = p.Ready.Timeout
+	}
+	switch kind {
+	case "tcp":
+		r.TCP = val
+	case "udp":
+		r.UDP = val
+	case "line":
+		r.Line = val
+	default:
+		return fmt.Errorf("--ready %q: want HOST=tcp:PORT, udp:PORT, line:REGEXP or none", spec)
+	}
+	p.Ready = r
+	return nil
+}
+
+// OverrideTimeLimit replaces a program's time limit: --time-limit HOST=DURATION.
+func (lab *Lab) OverrideTimeLimit(spec string) error {
+	ref, val, ok := strings.Cut(spec, "=")
+	if !ok {
+		return fmt.Errorf("--time-limit %q: want HOST=DURATION (e.g. x=90s)", spec)
+	}
+	p, err := lab.programRef("--time-limit", spec, ref)
+	if err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(val)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("--time-limit %q: want a positive duration such as 90s", spec)
+	}
+	p.TimeLimit = Duration(d)
 	return nil
 }

@@ -45,6 +45,9 @@ func (lab *Lab) Build() error {
 	if err := lab.checkPrograms(); err != nil {
 		return err
 	}
+	if err := lab.checkReach(); err != nil {
+		return err
+	}
 	if err := lab.checkChecks(); err != nil {
 		return err
 	}
@@ -236,6 +239,9 @@ func (lab *Lab) checkPrograms() error {
 					return &FieldError{Line: p.Line, Path: nodePath(n, field+".command"), Err: err}
 				}
 			}
+			if err := lab.checkProgramExtras(n, field, p); err != nil {
+				return err
+			}
 			if !nodeNameRE.MatchString(p.Name) {
 				return &FieldError{Line: p.Line, Path: nodePath(n, field+".name"), Err: fmt.Errorf("program name %q: use letters, digits, '_' and '-'", p.Name)}
 			}
@@ -249,24 +255,8 @@ func (lab *Lab) checkPrograms() error {
 				return &FieldError{Line: p.Line, Path: nodePath(n, field+".restart"), Err: fmt.Errorf("%q: want no, on-failure or always", p.Restart)}
 			}
 			if r := p.Ready; r != nil {
-				set := 0
-				for _, s := range []string{r.TCP, r.UDP, r.Line} {
-					if s != "" {
-						set++
-					}
-				}
-				if set != 1 {
-					return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready"), Err: errors.New("give exactly one of tcp, udp, line")}
-				}
-				if r.Line != "" {
-					if _, err := regexp.Compile(r.Line); err != nil {
-						return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready.line"), Err: fmt.Errorf("bad regular expression: %v", err)}
-					}
-				}
-				for _, a := range []string{r.TCP, r.UDP} {
-					if a != "" && ParsePort(a) == 0 {
-						return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready"), Err: fmt.Errorf("%q: want PORT or ADDRESS:PORT", a)}
-					}
+				if err := checkReady(r); err != nil {
+					return &FieldError{Line: p.Line, Path: nodePath(n, field+".ready"), Err: err}
 				}
 			}
 		}
@@ -376,62 +366,88 @@ func (lab *Lab) checkCycles() error {
 
 func (lab *Lab) checkChecks() error {
 	for i, c := range lab.Checks {
-		fe := func(field string, err error) error {
-			return &FieldError{Line: c.Line, Path: fmt.Sprintf("checks[%d]%s", i, field), Err: err}
+		if err := lab.checkOne(c, fmt.Sprintf("checks[%d]", i), true); err != nil {
+			return err
 		}
-		kinds := 0
-		for _, set := range []bool{c.Output != "", c.Exit != "", len(c.Before) > 0, len(c.SameFile) > 0} {
-			if set {
-				kinds++
+	}
+	return nil
+}
+
+// checkOne validates one check; top is false inside all:, where checks
+// carry no points of their own.
+func (lab *Lab) checkOne(c Check, path string, top bool) error {
+	fe := func(field string, err error) error {
+		return &FieldError{Line: c.Line, Path: path + field, Err: err}
+	}
+	kinds := 0
+	for _, set := range []bool{c.Output != "", c.Exit != "", len(c.Before) > 0, len(c.SameFile) > 0, len(c.All) > 0, c.Manual != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return fe("", errors.New("give exactly one of output, exit, before, same_file, all, manual"))
+	}
+	if c.Points < 0 {
+		return fe(".points", errors.New("want 0 or more points"))
+	}
+	if !top && c.Points != 0 {
+		return fe(".points", errors.New("points go on the all: check, not on its parts"))
+	}
+	if c.Count != nil && (*c.Count < 0 || c.Output == "" || len(c.Contains)+len(c.Matches) == 0) {
+		return fe(".count", errors.New("count (0 or more) goes with an output check's contains or matches"))
+	}
+	for j, sub := range c.All {
+		if err := lab.checkOne(sub, fmt.Sprintf("%s.all[%d]", path, j), false); err != nil {
+			return err
+		}
+	}
+	for _, ref := range []string{c.Output, c.Exit} {
+		if ref == "" {
+			continue
+		}
+		if !strings.Contains(ref, "/") {
+			return fe("", fmt.Errorf("%q: name the program as host/program", ref))
+		}
+		if _, _, err := lab.ResolveProgram("", ref); err != nil {
+			return fe("", err)
+		}
+	}
+	if c.Output != "" && len(c.Contains)+len(c.Matches)+len(c.Absent) == 0 {
+		return fe("", errors.New("an output check needs contains, matches or absent"))
+	}
+	switch c.Stream {
+	case "", "stdout", "stderr", "both":
+	default:
+		return fe(".stream", fmt.Errorf("%q: want stdout, stderr or both", c.Stream))
+	}
+	for _, re := range c.Matches {
+		if _, err := regexp.Compile(re); err != nil {
+			return fe(".matches", fmt.Errorf("bad regular expression %q: %v", re, err))
+		}
+		if _, err := LooseRegexp(re); c.Loose && err != nil {
+			return fe(".matches", fmt.Errorf("regular expression %q with loose: %v", re, err))
+		}
+	}
+	if len(c.Before) > 0 {
+		if len(c.Before) != 2 {
+			return fe(".before", errors.New("want two lines: [{output, matches}, {output, matches}]"))
+		}
+		for _, r := range c.Before {
+			if _, _, err := lab.ResolveProgram("", r.Output); err != nil || !strings.Contains(r.Output, "/") {
+				return fe(".before", fmt.Errorf("%q: name an existing program as host/program", r.Output))
+			}
+			if _, err := regexp.Compile(r.Matches); err != nil || r.Matches == "" {
+				return fe(".before", fmt.Errorf("bad regular expression %q", r.Matches))
 			}
 		}
-		if kinds != 1 {
-			return fe("", errors.New("give exactly one of output, exit, before, same_file"))
-		}
-		for _, ref := range []string{c.Output, c.Exit} {
-			if ref == "" {
-				continue
-			}
-			if !strings.Contains(ref, "/") {
-				return fe("", fmt.Errorf("%q: name the program as host/program", ref))
-			}
-			if _, _, err := lab.ResolveProgram("", ref); err != nil {
-				return fe("", err)
-			}
-		}
-		if c.Output != "" && len(c.Contains)+len(c.Matches)+len(c.Absent) == 0 {
-			return fe("", errors.New("an output check needs contains, matches or absent"))
-		}
-		switch c.Stream {
-		case "", "stdout", "stderr", "both":
-		default:
-			return fe(".stream", fmt.Errorf("%q: want stdout, stderr or both", c.Stream))
-		}
-		for _, re := range c.Matches {
-			if _, err := regexp.Compile(re); err != nil {
-				return fe(".matches", fmt.Errorf("bad regular expression %q: %v", re, err))
-			}
-		}
-		if len(c.Before) > 0 {
-			if len(c.Before) != 2 {
-				return fe(".before", errors.New("want two lines: [{output, matches}, {output, matches}]"))
-			}
-			for _, r := range c.Before {
-				if _, _, err := lab.ResolveProgram("", r.Output); err != nil || !strings.Contains(r.Output, "/") {
-					return fe(".before", fmt.Errorf("%q: name an existing program as host/program", r.Output))
-				}
-				if _, err := regexp.Compile(r.Matches); err != nil || r.Matches == "" {
-					return fe(".before", fmt.Errorf("bad regular expression %q", r.Matches))
-				}
-			}
-		}
-		if len(c.SameFile) == 1 {
-			return fe(".same_file", errors.New("want at least two paths"))
-		}
-		for _, p := range c.SameFile {
-			if err := lab.checkHostPath(p); err != nil {
-				return fe(".same_file", err)
-			}
+	}
+	if len(c.SameFile) == 1 {
+		return fe(".same_file", errors.New("want at least two paths"))
+	}
+	for _, p := range c.SameFile {
+		if err := lab.checkHostPath(p); err != nil {
+			return fe(".same_file", err)
 		}
 	}
 	return nil

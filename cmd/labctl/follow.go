@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labctl/labctl/internal/termsafe"
 	"github.com/labctl/labctl/nodes"
 	"golang.org/x/term"
 )
@@ -75,7 +76,7 @@ func (p *printer) print(l outputLine) {
 	if len(name) > p.width {
 		p.width = len(name)
 	}
-	mark := map[string]string{"out": "|", "err": "!", "in": ">", "sys": "*"}[l.stream]
+	mark := map[string]string{"out": "|", "err": "!", "in": ">", "sys": "*", "log": "~"}[l.stream]
 	pad := fmt.Sprintf("%-*s", p.width, name)
 	if p.color {
 		h := fnv.New32a()
@@ -86,7 +87,8 @@ func (p *printer) print(l outputLine) {
 		}
 		pad = "\x1b[" + c + "m" + pad + "\x1b[0m"
 	}
-	fmt.Fprintf(p.w, "%s %s %s\n", pad, mark, l.text)
+	// A program's bytes never drive the viewer's terminal (colour aside).
+	fmt.Fprintf(p.w, "%s %s %s\n", pad, mark, termsafe.Display(l.text))
 }
 
 // follow prints the lab's output as it is written, until the supervisor
@@ -150,15 +152,29 @@ func printResult(out io.Writer, lab string, res *nodes.Result) bool {
 	fmt.Fprintf(out, "*** checks\n")
 	for _, c := range res.Checks {
 		verdict := "PASS"
-		if !c.Pass {
+		switch {
+		case c.Manual:
+			verdict = "TODO"
+		case !c.Pass:
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(out, "  %s  %s\n", verdict, c.Title)
+		pts := ""
+		if c.Points > 0 {
+			pts = fmt.Sprintf(" [%d/%d]", c.Score, c.Points)
+		}
+		fmt.Fprintf(out, "  %s  %s%s\n", verdict, termsafe.Display(c.Title), pts)
 		if !c.Pass {
-			fmt.Fprintf(out, "        %s\n", c.Detail)
+			fmt.Fprintf(out, "        %s\n", termsafe.Display(c.Detail))
 		}
 	}
-	fmt.Fprintf(out, "*** lab %s: %d passed, %d failed (%s)\n", lab, res.Passed, res.Failed, res.Took.Round(time.Millisecond))
+	extra := ""
+	if res.Manual > 0 {
+		extra += fmt.Sprintf(", %d for a person", res.Manual)
+	}
+	if res.MaxScore > 0 {
+		extra += fmt.Sprintf(", score %d/%d", res.Score, res.MaxScore)
+	}
+	fmt.Fprintf(out, "*** lab %s: %d passed, %d failed%s (%s)\n", lab, res.Passed, res.Failed, extra, res.Took.Round(time.Millisecond))
 	return res.Failed == 0
 }
 

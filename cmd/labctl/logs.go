@@ -27,10 +27,13 @@ func newLogsCmd() *cobra.Command {
 		Short: "Show what a lab's programs printed (timestamped, per host and program)",
 		Long: `Show the captured output of a lab's programs, interleaved in the order it
 was read, each line prefixed with host/program. Marks: | stdout, ! stderr,
-> typed into stdin, * what labctl did (start, ready, exit, timeline). The
+> typed into stdin, ~ log records of labctl's own programs, * what labctl
+did (start, ready, exit, timeline). A program's output cannot drive the
+terminal: colour passes, other control characters are shown escaped. The
 lab is -l LAB, or the first argument (one argument is the lab if a lab of
 that name is up, else a node of the only lab up), or else the only lab up.
-The raw logs, with RFC 3339 timestamps, are under /run/labctl/LAB/logs/.`,
+The logs, with RFC 3339 timestamps, are under /run/labctl/LAB/logs/, and
+the exact bytes in PROG.stdout.raw and PROG.stderr.raw next to them.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, rest, err := labArgs(labName, args, 0, 1)

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -47,7 +46,7 @@ func newRootCmd() *cobra.Command {
 			if gflags.verbose {
 				lvl = slog.LevelDebug
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			slog.SetDefault(slog.New(slog.NewTextHandler(logWriter(), &slog.HandlerOptions{Level: lvl})))
 			if needsRoot(cmd) {
 				return requireRoot()
 			}

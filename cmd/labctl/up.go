@@ -21,7 +21,7 @@ type upFlags struct {
 	backend   string
 	name      string
 	test      string
-	programs  []string
+	over      overrideFlags
 	detach    bool
 	oneShot   bool   // run: the lab goes down right after
 	cli       bool   // open the console once up; its exit takes the lab down
@@ -72,7 +72,7 @@ func addLabFlags(cmd *cobra.Command, f *upFlags) {
 	cmd.Flags().StringVar(&f.src.topo, "topo", "", "Mininet-style topology: minimal, single,N, linear,N, tree,D,F")
 	cmd.Flags().StringVar(&f.backend, "backend", "", "impairment backend: auto, kernel or userspace (overrides the lab file)")
 	cmd.Flags().StringVar(&f.name, "name", "", "name the lab (to run two copies of one lab side by side)")
-	cmd.Flags().StringArrayVar(&f.programs, "program", nil, "replace a program's command: HOST=COMMAND or HOST/PROGRAM=COMMAND (e.g. x='python3 client.py'); its checks still apply")
+	addOverrideFlags(cmd, &f.over)
 }
 
 // prepareLab resolves the lab and applies --name and --program.
@@ -81,15 +81,13 @@ func prepareLab(args []string, f upFlags) (*topo.Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range f.programs {
-		if err := lab.OverrideProgram(p); err != nil {
-			return nil, &exitError{code: 2, err: err}
-		}
+	if err := f.over.apply(lab); err != nil {
+		return nil, &exitError{code: 2, err: err}
 	}
 	if f.name != "" {
 		lab.Name = f.name
 	}
-	if f.name != "" || len(f.programs) > 0 {
+	if f.name != "" || f.over.any() {
 		if err := lab.Build(); err != nil {
 			return nil, err
 		}
