@@ -25,6 +25,8 @@ const (
 	burstSeconds = 0.01
 	// maxRoundSamples bounds the RTT samples kept per round (for its p25).
 	maxRoundSamples = 256
+	// startupFlatRounds without 25% more delivery rate end startup.
+	startupFlatRounds = 5
 )
 
 var probeCycle = [...]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
@@ -72,6 +74,7 @@ type sackSender struct {
 	cycle        int
 	fullBW       float64
 	fullBWRounds int
+	roundBWI     int // a.bwi when the last startup round was judged
 	roundEnd     uint32
 	roundRTTs    []time.Duration // this round's RTT samples (at most maxRoundSamples)
 	baseRTT      time.Duration   // the path's RTT: the least round p25 seen
@@ -212,12 +215,18 @@ func (a *sackSender) endRound() {
 		"retransmits", a.s.stats.Retransmits, "sent", a.s.stats.Sent)
 	bw := a.maxBW()
 	if a.startup {
+		if a.bwi == a.roundBWI { // no new delivery-rate sample this round: no verdict
+			return
+		}
+		a.roundBWI = a.bwi
 		if bw >= a.fullBW*1.25 {
 			a.fullBW, a.fullBWRounds = bw, 0
 		} else {
 			a.fullBWRounds++
 		}
-		if a.fullBWRounds >= 3 || queue {
+		// Three flat rounds end BBR's startup; under heavy random loss the
+		// early samples are noisy, so five here (the queue ends it anyway).
+		if a.fullBWRounds >= startupFlatRounds || queue {
 			a.startup, a.gain, a.cycle = false, drainGain, 0
 		}
 		return
@@ -240,18 +249,21 @@ func (a *sackSender) base() time.Duration {
 
 func (a *sackSender) updateRate() {
 	if bw := a.maxBW(); bw > 0 {
-		a.rate = a.capRate(a.gain * bw / (1 - a.loss))
+		r := a.capRate(a.gain * bw / (1 - a.loss))
+		if a.startup { // early samples see only what was sent: never slow down here
+			r = math.Max(r, a.rate)
+		}
+		a.rate = r
 	}
 }
 
-// cwnd bounds what is in flight: twice the path's segments per min RTT at
-// the current send rate, so a stalled receiver is not flooded.
+// cwnd bounds what is in flight: twice the segments the pacing rate puts
+// in one base RTT, so a stalled receiver is not flooded.
 func (a *sackSender) cwnd() int {
-	bw := a.maxBW()
-	if bw == 0 || a.base() == 0 {
+	if a.maxBW() == 0 || a.base() == 0 {
 		return int(a.w)
 	}
-	c := 2*bw/(1-a.loss)*a.base().Seconds() + 16
+	c := 2*a.rate*a.base().Seconds() + 16
 	return int(math.Min(c, float64(a.w)))
 }
 
