@@ -28,7 +28,7 @@ func newBenchCmd() *cobra.Command {
 
 func newBenchRUDPCmd() *cobra.Command {
 	var (
-		loss, rate, format, out string
+		loss, rate, format, out, from string
 		rtt, capD               time.Duration
 		size                    int64
 	)
@@ -47,6 +47,9 @@ taken from the bytes delivered by then (marked capped). Writes
 rudp-bench.{md,csv,json,png,svg} into --out and prints --format.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				return redrawBenchRUDP(cmd.OutOrStdout(), from, out, format, rate, rtt, size)
+			}
 			if err := requireRoot(); err != nil {
 				return err
 			}
@@ -77,6 +80,7 @@ rudp-bench.{md,csv,json,png,svg} into --out and prints --format.`,
 	f.DurationVar(&capD, "cap", 60*time.Second, "stop a transfer still running after this long (goodput from the bytes delivered; marked capped)")
 	f.StringVar(&format, "format", "table", "what to print: table (Markdown), csv or json")
 	f.StringVar(&out, "out", ".", "folder for rudp-bench.{md,csv,json,png,svg}")
+	f.StringVar(&from, "from", "", "no run: redraw the table and chart from a run's rudp-bench.json")
 	return cmd
 }
 
@@ -124,6 +128,27 @@ func writeBenchRUDP(dir string, cfg bench.RUDPConfig, rows []bench.Row) error {
 	}
 	title := fmt.Sprintf("goodput vs loss: %g Mbit/s, %v RTT, %d MB", cfg.RateMbit, cfg.RTT, cfg.Size/1_000_000)
 	return bench.WriteChart(base, title, rows)
+}
+
+func redrawBenchRUDP(w io.Writer, from, out, format, rate string, rtt time.Duration, size int64) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rows, err := bench.ReadJSON(f)
+	if err != nil {
+		return err
+	}
+	r, err := topo.ParseRate(rate)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--rate: %w", err)}
+	}
+	cfg := bench.RUDPConfig{RateMbit: float64(r) / 1e6, RTT: rtt, Size: size}
+	if err := writeBenchRUDP(out, cfg, rows); err != nil {
+		return err
+	}
+	return printBench(w, format, rows)
 }
 
 func printBench(w io.Writer, format string, rows []bench.Row) error {

@@ -19,6 +19,11 @@ func WriteChart(base, title string, rows []Row) error {
 	p.X.Label.Text = "loss, % (each direction)"
 	p.Y.Label.Text = "goodput, Mbit/s"
 	p.Y.Min = 0
+	top := 0.0
+	for _, r := range rows {
+		top = max(top, r.GoodputMbps)
+	}
+	p.Y.Max = top * 1.5 // room above the lines for the legend
 	p.Legend.Top = true
 	p.Legend.Left = false
 	p.Add(plotter.NewGrid())

@@ -441,6 +441,15 @@ func WriteMarkdown(w io.Writer, rows []Row) error {
 	return err
 }
 
+// ReadJSON reads rows written by WriteJSON (to redraw a run's chart).
+func ReadJSON(r io.Reader) ([]Row, error) {
+	var rows []Row
+	if err := json.NewDecoder(r).Decode(&rows); err != nil {
+		return nil, fmt.Errorf("bench: read rows: %w", err)
+	}
+	return rows, nil
+}
+
 // WriteJSON writes the rows as a JSON array.
 func WriteJSON(w io.Writer, rows []Row) error {
 	e := json.NewEncoder(w)
