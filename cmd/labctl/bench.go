@@ -29,8 +29,8 @@ func newBenchCmd() *cobra.Command {
 func newBenchRUDPCmd() *cobra.Command {
 	var (
 		loss, rate, format, out, from string
-		rtt, capD               time.Duration
-		size                    int64
+		rtt, capD                     time.Duration
+		size                          int64
 	)
 	cmd := &cobra.Command{
 		Use:   "rudp",
