@@ -50,9 +50,6 @@ rudp-bench.{md,csv,json,png,svg} into --out and prints --format.`,
 			if from != "" {
 				return redrawBenchRUDP(cmd.OutOrStdout(), from, out, format, rate, rtt, size)
 			}
-			if err := requireRoot(); err != nil {
-				return err
-			}
 			cfg, err := benchRUDPConfig(loss, rate, rtt, size, capD)
 			if err != nil {
 				return &exitError{code: 2, err: err}
