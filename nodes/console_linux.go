@@ -12,8 +12,11 @@ import (
 )
 
 // SetLinkUp takes both ends of a link down (up false) or brings them up,
-// on either backend: a TAP end that is down carries nothing, like a veth.
-func SetLinkUp(st *State, id string, up bool) error {
+// as Mininet's `link A B down` and `ip link set down` do, the same on
+// both backends: a sender then gets "network unreachable" at once. (A
+// link cut that drops silently, with the interfaces up, is the userspace
+// engine's `labctl fault LAB LINK down`.)
+func SetLinkUp(ctx context.Context, st *State, id string, up bool) error {
 	l, ok := st.Link(id)
 	if !ok {
 		return fmt.Errorf("no link %q in lab %q", id, st.Lab)

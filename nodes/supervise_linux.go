@@ -151,6 +151,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		go p.run(ctx)
 	}
 	go s.playTimeline(ctx)
+	go s.serveControl(ctx) // supervise_ctl_linux.go
 	go s.finish(ctx)
 	<-ctx.Done()
 	s.stopAll()

@@ -105,5 +105,5 @@ func (s *Supervisor) actNetem(ctx context.Context, a *topo.NetemAction) (string,
 
 // setLinkState takes both ends of a link down or up.
 func (s *Supervisor) setLinkState(id string, up bool) error {
-	return SetLinkUp(s.st, id, up)
+	return SetLinkUp(context.Background(), s.st, id, up)
 }

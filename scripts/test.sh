@@ -34,14 +34,20 @@ command -v go >/dev/null || { echo "scripts/test.sh: Go is not installed (https:
 export PATH="$(go env GOPATH)/bin:$PATH"
 
 # Debian packages the tests use: iproute2 (tests cross-check with `ip`),
-# tshark (reads captures back), iperf3 is not needed. The VM test installs
-# its own (qemu, busybox, the kernel package).
+# tshark (reads captures back), chromium (the web page's tests), iperf3 is
+# not needed. The VM test installs its own (qemu, busybox, the kernel
+# package).
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v tshark >/dev/null || need+=(tshark)
+# labctl grade's generated class: C and Java submissions are compiled.
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v javac >/dev/null || need+=(default-jdk-headless)
+command -v python3 >/dev/null || need+=(python3)
 # The console's tests: ping inside hosts, tmux for `xterm` without DISPLAY.
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v tmux >/dev/null || need+=(tmux)
+command -v chromium >/dev/null || need+=(chromium)   # tests/web_test.go drives the page in it
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -31,15 +31,22 @@ func newStatusCmd() *cobra.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "LAB\tPHASE\tNODES\tLINKS\tIMPAIRMENTS\tUP SINCE\tSOURCE")
+			fmt.Fprintln(w, "LAB\tPHASE\tNODES\tLINKS\tIMPAIRMENTS\tUP SINCE\tSOURCE\tGRADING")
 			for _, lab := range labs {
 				st, err := nodes.Load(lab)
 				if err != nil {
 					fmt.Fprintf(w, "%s\tunreadable: %v\n", lab, err)
 					continue
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", st.Lab, st.Phase, len(st.Nodes), len(st.Links),
-					st.Backend, st.Created.Local().Format(time.DateTime), st.Source)
+				grading := "-"
+				if g, ok := nodes.GradingOf(lab); ok {
+					grading = g.Name + " (" + g.Submission + ")"
+					if g.Orphaned() {
+						grading += ", orphaned: labctl grade down " + g.Name
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", st.Lab, st.Phase, len(st.Nodes), len(st.Links),
+					st.Backend, st.Created.Local().Format(time.DateTime), st.Source, grading)
 			}
 			return w.Flush()
 		},

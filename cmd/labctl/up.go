@@ -26,6 +26,7 @@ type upFlags struct {
 	oneShot   bool   // run: the lab goes down right after
 	cli       bool   // open the console once up; its exit takes the lab down
 	cliScript string // run a console script once up, then take the lab down
+	web       bool   // serve the lab's live page (labctl web LAB)
 }
 
 func newUpCmd() *cobra.Command {
@@ -62,6 +63,7 @@ tree,DEPTH,FANOUT.`,
 	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "start the programs and return at once (follow them with 'labctl logs -f')")
 	cmd.Flags().BoolVar(&f.cli, "cli", false, "open the console (labctl cli) once the lab is up; leaving it takes the lab down, as sudo mn does")
 	cmd.Flags().StringVar(&f.cliScript, "cli-script", "", "run the console commands in `FILE` once the lab is up, then take the lab down; exit with the first failing command's status")
+	cmd.Flags().BoolVar(&f.web, "web", false, "serve the lab's live page (as labctl web LAB does) and print its URL")
 	cmd.Flags().StringVar(&f.test, "test", "auto", "after up: auto (a pingall report for small labs with no programs), pingall (fail if any pair cannot reach each other) or none")
 	return cmd
 }
@@ -109,6 +111,13 @@ func runUp(cmd *cobra.Command, lab *topo.Lab, f upFlags) (*nodes.State, error) {
 	fmt.Fprintf(out, "*** lab %s up in %s: %d nodes, %d links, impairments: %s\n",
 		st.Lab, time.Since(t0).Round(time.Millisecond), len(st.Nodes), len(st.Links), backendWords(st.Backend))
 	printLinks(out, st)
+	if f.web {
+		u, err := startWeb(ctx, st)
+		if err != nil {
+			return st, err
+		}
+		fmt.Fprintf(out, "*** live page of the lab: %s\n", u)
+	}
 	if err := upTest(ctx, out, lab, st, f.test); err != nil {
 		return st, err
 	}

@@ -204,7 +204,7 @@ func cmdLink(ctx context.Context, c *Console, args string) error {
 	if dir != "up" && dir != "down" {
 		return fmt.Errorf("link %s: %q: want up or down", id, dir)
 	}
-	return nodes.SetLinkUp(c.st, id, dir == "up")
+	return nodes.SetLinkUp(ctx, c.st, id, dir == "up")
 }
 
 // runSelf runs one of labctl's own verbs on this lab, so that it behaves

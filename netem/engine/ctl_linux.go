@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -211,6 +212,11 @@ func (e *Engine) handle(req ctlRequest) (resp ctlResponse, stream bool) {
 		return ok, false
 	case "stats":
 		ok.Stats = e.Stats()
+		if req.Link != "" {
+			// One link's counters (Counters asks per link): answer only it,
+			// so that counting every link of a lab is not quadratic.
+			ok.Stats = slices.DeleteFunc(ok.Stats, func(s LinkStats) bool { return s.Link != req.Link })
+		}
 		return ok, false
 	case "stop":
 		return ok, false

@@ -130,8 +130,10 @@ func (s *Server) Nicks() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	nicks := make([]string, 0, len(s.members))
-	for n := range s.members {
-		nicks = append(nicks, n)
+	for n, m := range s.members {
+		if m != nil { // a nil entry is a nickname reserved by a join in progress
+			nicks = append(nicks, n)
+		}
 	}
 	slices.Sort(nicks)
 	return nicks
