@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -93,10 +94,11 @@ func evalCheck(lab string, res *Result, checks []topo.Check, c topo.Check) Check
 func checkErr(lab string, res *Result, checks []topo.Check, c topo.Check) error {
 	switch c.Kind() {
 	case "output":
-		if err := programFate(lab, res, checks, c.Output); err != nil {
-			return err
+		err := programFate(lab, res, checks, c.Output)
+		if err == nil {
+			err = checkOutput(lab, c)
 		}
-		return checkOutput(lab, c)
+		return guiHint(res, c.Output, err)
 	case "exit":
 		return checkExit(res, c)
 	case "before":
@@ -115,6 +117,25 @@ func checkErr(lab string, res *Result, checks []topo.Check, c topo.Check) error 
 			}
 		}
 		return nil
+	case "any":
+		var whys []string
+		for _, sub := range c.Any {
+			err := checkErr(lab, res, checks, sub)
+			if err == nil {
+				return nil
+			}
+			whys = append(whys, fmt.Sprintf("%s: %v", sub.Title(), err))
+		}
+		return fmt.Errorf("none of %d holds: %s", len(c.Any), strings.Join(whys, "; "))
+	case "distinct":
+		for _, ref := range c.Distinct.Outputs {
+			if err := programFate(lab, res, checks, ref); err != nil {
+				return err
+			}
+		}
+		return checkDistinct(lab, *c.Distinct)
+	case "counters":
+		return checkCounters(lab, *c.Counters)
 	}
 	return fmt.Errorf("unknown check")
 }
@@ -126,13 +147,38 @@ func expectedStatus(checks []topo.Check, ref string) int {
 		if c.Exit == ref && c.Status != nil {
 			return *c.Status
 		}
-		if c.Kind() == "all" {
-			if st := expectedStatus(c.All, ref); st != 0 {
+		if c.Kind() == "all" || c.Kind() == "any" {
+			if st := expectedStatus(append(append([]topo.Check{}, c.All...), c.Any...), ref); st != 0 {
 				return st
 			}
 		}
 	}
 	return 0
+}
+
+// guiHint adds to a failed check about a program that drew on its
+// virtual display where its screenshot is: typing may not drive it, and a
+// person can judge it.
+func guiHint(res *Result, ref string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, p := range res.Programs {
+		if p.Program == ref && p.Window && p.Screenshot != "" {
+			return fmt.Errorf("%w; %s is a GUI program: a person can judge its screenshot %s", err, ref, p.Screenshot)
+		}
+	}
+	return err
+}
+
+// anyStatus says some output check lets the program end with any status.
+func anyStatus(checks []topo.Check, ref string) bool {
+	for _, c := range checks {
+		if (c.Output == ref && c.AnyStatus) || anyStatus(c.All, ref) || anyStatus(c.Any, ref) {
+			return true
+		}
+	}
+	return false
 }
 
 // programFate fails a check about a program's output when that output
@@ -186,7 +232,7 @@ func programFate(lab string, res *Result, checks []topo.Check, ref string) error
 			return fmt.Errorf("%s crashed (%s)%s", ref, ps.Detail, tail)
 		}
 	case StateExited:
-		if want := expectedStatus(checks, ref); ps.Status != nil && *ps.Status != want {
+		if want := expectedStatus(checks, ref); ps.Status != nil && *ps.Status != want && !anyStatus(checks, ref) {
 			return fmt.Errorf("%s crashed (%s)%s", ref, ps.Detail, tail)
 		}
 	}
@@ -294,9 +340,28 @@ func checkOutput(lab string, c topo.Check) error {
 	}
 	pos := 0
 	for _, w := range wants {
+		if c.AtLeast != nil || c.AtMost != nil {
+			n := count(w.ok)
+			what := strings.Replace(strings.Replace(w.what, "contains", "contain", 1), "matches", "match", 1)
+			if c.AtLeast != nil && n < *c.AtLeast {
+				return missing(lines, fmt.Sprintf("%d lines %s, want at least %d", n, what, *c.AtLeast), false)
+			}
+			if c.AtMost != nil && n > *c.AtMost {
+				var dup []string
+				for i, l := range seen {
+					if w.ok(l) && len(dup) < 3 {
+						dup = append(dup, fmt.Sprintf("%q", clip(lines[i], 200)))
+					}
+				}
+				return fmt.Errorf("%d lines %s, want at most %d: %s", n, what, *c.AtMost, strings.Join(dup, ", "))
+			}
+			if n == 0 {
+				continue
+			}
+		}
 		if c.Count != nil {
 			if n := count(w.ok); n != *c.Count {
-				return fmt.Errorf("%d lines %s, want exactly %d (%d lines in all)", n, strings.Replace(w.what, "contains", "contain", 1), *c.Count, len(lines))
+				return fmt.Errorf("%d lines %s, want exactly %d (%d lines in all)", n, strings.Replace(strings.Replace(w.what, "contains", "contain", 1), "matches", "match", 1), *c.Count, len(lines))
 			}
 			if *c.Count == 0 {
 				continue
@@ -399,24 +464,167 @@ func HostPath(lab, p string) string {
 func checkSameFile(lab string, c topo.Check) error {
 	var first string
 	var sums []string
-	for _, p := range c.SameFile {
-		f, err := os.Open(HostPath(lab, p))
+	for i, p := range c.SameFile {
+		if i > 0 && topo.IsFileGlob(p) {
+			if err := globSame(lab, p, first, sums[0]); err != nil {
+				return err
+			}
+			continue
+		}
+		n, sum, err := fileSum(HostPath(lab, p))
 		if err != nil {
 			return fmt.Errorf("%s: %v", p, err)
 		}
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %v", p, err)
-		}
-		sum := hex.EncodeToString(h.Sum(nil))
 		sums = append(sums, fmt.Sprintf("%s: %d bytes, sha256 %s", p, n, sum[:12]))
 		if first == "" {
 			first = sum
 		} else if sum != first {
 			return fmt.Errorf("they differ: %s", strings.Join(sums, "; "))
 		}
+	}
+	return nil
+}
+
+func fileSum(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// maxGlobWalk bounds the entries a same_file glob looks at, and
+// maxGlobQuote the candidates a failure names.
+const (
+	maxGlobWalk  = 10000
+	maxGlobQuote = 5
+)
+
+// globSame passes when some regular file the glob matches (HOST:**/NAME at
+// any depth of the host's home, or a path.Match pattern) has the SHA-256
+// want: a student's client stores a download where it likes.
+func globSame(lab, p, want, ref string) error {
+	host, pat, _ := strings.Cut(p, ":")
+	home := HomeDir(lab, host)
+	var cands []string
+	seen := 0
+	_ = filepath.WalkDir(home, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if seen++; seen > maxGlobWalk {
+			return filepath.SkipAll
+		}
+		rel, _ := filepath.Rel(home, path)
+		if d.Type().IsRegular() && topo.MatchFileGlob(pat, filepath.ToSlash(rel)) {
+			cands = append(cands, path)
+		}
+		return nil
+	})
+	var found []string
+	for _, c := range cands {
+		n, sum, err := fileSum(c)
+		if err != nil {
+			continue
+		}
+		if sum == want {
+			return nil
+		}
+		if len(found) < maxGlobQuote {
+			rel, _ := filepath.Rel(home, c)
+			found = append(found, fmt.Sprintf("%s:%s: %d bytes, sha256 %s", host, rel, n, sum[:12]))
+		}
+	}
+	if len(cands) == 0 {
+		return fmt.Errorf("no file matching %s was stored (want a copy of %s)", p, ref)
+	}
+	return fmt.Errorf("no file matching %s has the same bytes as %s; found %s", p, ref, strings.Join(found, "; "))
+}
+
+// checkDistinct: each program printed a line matching d.Matches, and the
+// matched text (its first group, if the pattern has one) differs between
+// every two of them.
+func checkDistinct(lab string, d topo.Distinct) error {
+	rx := regexp.MustCompile(d.Matches)
+	if d.Loose {
+		rx, _ = topo.LooseRegexp(d.Matches)
+	}
+	type answer struct{ ref, line string }
+	got := map[string]answer{} // the answer -> the program that got it, and its line
+	for _, ref := range d.Outputs {
+		lines, err := programLines(lab, ref, d.Stream, false)
+		if err != nil {
+			return err
+		}
+		ans, line := "", ""
+		for _, l := range lines {
+			seen := l
+			if d.Loose {
+				seen = topo.LooseText(l)
+			}
+			if m := rx.FindStringSubmatch(seen); m != nil {
+				ans, line = m[0], l
+				if len(m) > 1 {
+					ans = m[1]
+				}
+				break
+			}
+		}
+		if line == "" {
+			return missing(lines, fmt.Sprintf("%s printed no line matching /%s/", ref, d.Matches), false)
+		}
+		if other, ok := got[ans]; ok {
+			return fmt.Errorf("%s and %s were both given %q (%q and %q)", other.ref, ref, ans, clip(other.line, 200), clip(line, 200))
+		}
+		got[ans] = answer{ref, line}
+	}
+	return nil
+}
+
+// countersTimeout bounds reading a link's counters.
+const countersTimeout = 5 * time.Second
+
+// checkCounters reads a link's counters from the lab's backend: traffic
+// labctl saw itself, whatever the programs printed.
+func checkCounters(lab string, k topo.CountersCheck) error {
+	ctx, cancel := context.WithTimeout(context.Background(), countersTimeout)
+	defer cancel()
+	st, err := Load(lab)
+	if err != nil {
+		return fmt.Errorf("read link %q's counters: %w", k.Link, err)
+	}
+	all, err := Counters(ctx, lab)
+	if err != nil {
+		return fmt.Errorf("read link %q's counters: %w", k.Link, err)
+	}
+	dirs, ok := all[k.Link]
+	if !ok {
+		return fmt.Errorf("link %q: its backend keeps no counters for it", k.Link)
+	}
+	var pk, by uint64
+	for _, l := range st.Links {
+		if l.ID != k.Link {
+			continue
+		}
+		for i, end := range []string{l.A.Node, l.B.Node} {
+			if k.From == "" || k.From == end {
+				pk += dirs[i].Packets
+				by += dirs[i].Bytes
+			}
+		}
+	}
+	what := "link " + k.Link
+	if k.From != "" {
+		what += " from " + k.From
+	}
+	if pk < k.Packets || by < k.Bytes {
+		return fmt.Errorf("%s carried %d packets (%d bytes), want at least %d packets and %d bytes: no evidence of that traffic", what, pk, by, k.Packets, k.Bytes)
 	}
 	return nil
 }

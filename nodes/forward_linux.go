@@ -299,6 +299,24 @@ func (s *Supervisor) expose(ctx context.Context, h PlanHost, proto string, port 
 // forwarder is up.
 func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 	r := p.p.Ready
+	proto, port := "tcp", 0
+	if r != nil {
+		port = topo.ParsePort(r.TCP)
+		if r.UDP != "" {
+			proto, port = "udp", topo.ParsePort(r.UDP)
+		}
+	}
+	// A replaced server's ports are learned (autoports_linux.go): it is
+	// ready once the port named for it, or without StrictReady any port
+	// it listens on, is reachable and forwarded.
+	var learned, named <-chan struct{}
+	learning := p.learns()
+	if learning {
+		learned, named = p.learnPorts(pid, exited, proto, port)
+		if p.p.StrictReady {
+			learned = nil
+		}
+	}
 	if r == nil {
 		p.markReady()
 		return
@@ -309,18 +327,19 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	// The socket tables of the host also count, as for the lab's own
+	// programs (a server that daemonizes leaves its process tree), for
+	// the lab's port and exposed ones, whose forwarders the lab declares;
+	// a port named only by --ready is the learner's alone.
+	direct := !learning || exposes(p.host, port) || port == labPort(p.p)
 	var tick <-chan time.Time
-	proto, port := "tcp", topo.ParsePort(r.TCP)
-	if r.UDP != "" {
-		proto, port = "udp", topo.ParsePort(r.UDP)
-	}
-	if r.TCP != "" || r.UDP != "" {
+	if (r.TCP != "" || r.UDP != "") && direct {
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		tick = t.C
 	}
 	var exposeUp chan struct{}
-	if exposes(p.host, port) {
+	if exposes(p.host, port) && direct {
 		exposeUp = p.s.exposed.ch(p.host.Name, proto, port)
 	}
 	why := ""
@@ -343,6 +362,14 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 			p.line("sys", fmt.Sprintf("ready (%s port %d reachable on the lab's address)", proto, port))
 			p.markReady()
 			return
+		case <-learned:
+			p.line("sys", "ready (a port it listens on is reachable from the lab)")
+			p.markReady()
+			return
+		case <-named:
+			p.line("sys", fmt.Sprintf("ready (%s port %d reachable from the lab)", proto, port))
+			p.markReady()
+			return
 		case <-tick:
 			addrs := socketAddrs(pid, proto, port)
 			switch {
@@ -351,7 +378,7 @@ func (p *proc) watchReady(pid int, exited <-chan struct{}) {
 				p.line("sys", "ready")
 				p.markReady()
 				return
-			case why == "" && exposeUp == nil:
+			case why == "" && exposeUp == nil && !learning:
 				why = fmt.Sprintf("%s port %d is bound to %s only, which other hosts cannot reach (bind 0.0.0.0, or give host %s `expose: [%d]`)",
 					proto, port, addrs[0].Unmap(), p.host.Name, port)
 				p.line("sys", "not ready yet: "+why)

@@ -52,6 +52,9 @@ type PlanHost struct {
 	Hosts     string         `json:"hosts,omitempty"`
 	Localhost []topo.Forward `json:"localhost,omitempty"`
 	Expose    []int          `json:"expose,omitempty"`
+	// LocalhostAuto: the host forwards the ports replaced servers learn
+	// (autoports_linux.go).
+	LocalhostAuto bool `json:"localhost_auto,omitempty"`
 	// CopyFrom is the folder whose files an overridden program finds in
 	// its home (a writable copy), "" if none.
 	CopyFrom string `json:"copy_from,omitempty"`
@@ -144,6 +147,10 @@ type ProgramStatus struct {
 	// LabSignal: the signal that ended it came from labctl (the timeline,
 	// the time limit), so it did not crash.
 	LabSignal bool `json:"lab_signal,omitempty"`
+	// Window: it ran under a virtual display (display: true) and drew
+	// something; Screenshot is the last such frame, a PNG.
+	Window     bool   `json:"window,omitempty"`
+	Screenshot string `json:"screenshot,omitempty"`
 }
 
 // LoadResult reads the result, or an error wrapping os.ErrNotExist while
@@ -194,11 +201,11 @@ func BuildPlan(lab *topo.Lab, st *State, cwd string) (*Plan, error) {
 	}
 	var longest, delays time.Duration
 	for _, n := range lab.Nodes {
-		if n.Kind == topo.Switch || (len(n.Programs) == 0 && len(n.Files) == 0 && len(n.Localhost) == 0) {
+		if n.Kind == topo.Switch || (len(n.Programs) == 0 && len(n.Files) == 0 && len(n.Localhost) == 0 && !n.LocalhostAuto) {
 			continue
 		}
 		h := PlanHost{Name: n.Name, NS: NSName(st.Lab, n.Name), Home: HomeDir(st.Lab, n.Name), Files: n.Files,
-			Hosts: HostsPath(st.Lab, n.Name), Expose: n.Expose}
+			Hosts: HostsPath(st.Lab, n.Name), Expose: n.Expose, LocalhostAuto: n.LocalhostAuto}
 		for _, i := range n.Ifaces {
 			if i.Addr != "" {
 				h.Addrs = append(h.Addrs, strings.SplitN(i.Addr, "/", 2)[0])

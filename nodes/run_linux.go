@@ -24,6 +24,15 @@ func (p *proc) runOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	var disp *display
+	if p.p.Display {
+		fbdir := filepath.Join(Dir(p.s.plan.Lab), "display", p.host.Name+"-"+p.p.Name)
+		if disp, err = startDisplay(p.host.NS, fbdir); err != nil {
+			return 0, err
+		}
+		cmd.Env = append(cmd.Env, disp.Env())
+		defer p.closeDisplay(disp)
+	}
 	streams, err := p.attach(cmd)
 	if err != nil {
 		return 0, err
@@ -78,6 +87,9 @@ func (p *proc) runOnce(ctx context.Context) (int, error) {
 		p.mu.Lock()
 		p.labSignal = true
 		p.mu.Unlock()
+		if disp != nil {
+			disp.snapshot() // the window as it was, before it closes
+		}
 		p.line("sys", fmt.Sprintf("time limit %s reached: stopping it", limit))
 		p.signalGroup(syscall.SIGTERM)
 		select {
@@ -258,4 +270,24 @@ func lookPath(pathList, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%q: not found in %s", name, pathList)
+}
+
+// closeDisplay stops the program's display and records its screenshot.
+func (p *proc) closeDisplay(d *display) {
+	path := strings.TrimSuffix(ProgramLog(p.s.plan.Lab, p.host.Name, p.p.Name), ".log") + ".png"
+	drew, err := d.close(path)
+	switch {
+	case err != nil:
+		p.line("sys", fmt.Sprintf("display: screenshot: %v", err))
+	case drew:
+		p.line("sys", "display: screenshot "+path)
+	default:
+		p.line("sys", "display: the program drew nothing")
+	}
+	p.mu.Lock()
+	p.window = drew
+	if drew && err == nil {
+		p.screenshot = path
+	}
+	p.mu.Unlock()
 }

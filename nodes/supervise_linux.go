@@ -54,6 +54,7 @@ type Supervisor struct {
 	byKey map[string]*proc
 
 	exposed exposed
+	auto    autoPorts // autoports_linux.go
 }
 
 type proc struct {
@@ -82,7 +83,10 @@ type proc struct {
 	stopping bool
 	// labSignal: labctl signalled this run (timeline kill, time limit)
 	labSignal bool
-	lineRE    *regexp.Regexp
+	// window: it ran under a display and drew; screenshot: the PNG
+	window     bool
+	screenshot string
+	lineRE     *regexp.Regexp
 
 	// output since the last stdin line, for stdin's after: and idle:
 	outMu   sync.Mutex
@@ -108,7 +112,7 @@ func NewSupervisor(lab string, log *slog.Logger) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{plan: plan, st: st, log: log.With("lab", lab), byKey: map[string]*proc{},
-		exposed: exposed{ports: map[string]chan struct{}{}}}
+		exposed: exposed{ports: map[string]chan struct{}{}}, auto: autoPorts{done: map[string]bool{}, to: map[string]string{}}}
 	for _, h := range plan.Hosts {
 		for _, p := range h.Programs {
 			pr := &proc{s: s, host: h, p: p, key: h.Name + "/" + p.Name, state: StateWaiting,
@@ -137,6 +141,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.emit("labctl", "sys", "cannot prepare the hosts: "+err.Error())
 		return err
 	}
+	s.auto.ctx = ctx
 	s.startLocalhost(ctx)
 	for _, h := range s.plan.Hosts {
 		if len(h.Expose) > 0 {
@@ -425,7 +430,8 @@ func signalName(s syscall.Signal) string {
 func (p *proc) snapshot() ProgramStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail, LabSignal: p.labSignal}
+	return ProgramStatus{Program: p.key, State: p.state, Status: p.status, Signal: p.signal, Restarts: p.restarts, Detail: p.detail, LabSignal: p.labSignal,
+		Window: p.window, Screenshot: p.screenshot}
 }
 
 // finish waits for the tasks (programs that are not services) and for any

@@ -44,6 +44,8 @@ command -v tshark >/dev/null || need+=(tshark)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v javac >/dev/null || need+=(default-jdk-headless)
 command -v python3 >/dev/null || need+=(python3)
+command -v Xvfb >/dev/null || need+=(xvfb)            # display: true (GUI programs)
+/usr/bin/python3 -c "import tkinter" 2>/dev/null || need+=(python3-tk)   # tests/gui_test.go: a tkinter client
 # The console's tests: ping inside hosts, tmux for `xterm` without DISPLAY.
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v tmux >/dev/null || need+=(tmux)

@@ -108,6 +108,8 @@ func TestStudentServerOnLoopbackIsExposed(t *testing.T) {
 }
 
 func TestLoopbackOnlyServerIsNotReadyAndSaysWhy(t *testing.T) {
+	// The lab's own program (a replaced one would have its port learned
+	// and exposed: ports_test.go).
 	dir := inFolder(t, map[string]string{"server.py": strings.Replace(studentServer, "BIND", `"127.0.0.1"`, 1)})
 	f := writeLab(t, "noexpose.yaml", twoHosts+`
 hosts:
@@ -115,6 +117,7 @@ hosts:
     programs:
       - name: srv
         command: python3 server.py
+        dir: `+dir+`
         service: true
         ready: {tcp: 12000, timeout: 2s}
   b:
@@ -123,7 +126,7 @@ hosts:
 checks:
   - {output: b/cl, contains: anything}
 `)
-	r := labctlIn(t, dir, "run", "--name", labName("noexp"), "-f", f, "--program", "a=python3 server.py")
+	r := labctl(t, "run", "--name", labName("noexp"), "-f", f)
 	assert.Equal(t, 1, r.code, "%s", r)
 	assert.Contains(t, r.stdout, "tcp port 12000 is bound to 127.0.0.1 only, which other hosts cannot reach (bind 0.0.0.0, or give host a `expose: [12000]`)", "%s", r)
 	assert.Contains(t, r.stdout, "b/cl never started (a/srv did not become ready)")

@@ -11,19 +11,20 @@ import (
 
 // fileLab is the top level of a lab file.
 type fileLab struct {
-	Name        string     `yaml:"name"`
-	Description string     `yaml:"description"`
-	Backend     string     `yaml:"backend"`
-	Seed        int64      `yaml:"seed"`
-	Hosts       yaml.Node  `yaml:"hosts"`
-	Switches    yaml.Node  `yaml:"switches"`
-	Routers     yaml.Node  `yaml:"routers"`
-	Links       []fileLink `yaml:"links"`
-	Checks      []Check    `yaml:"checks"`
-	Timeline    []Event    `yaml:"timeline"`
-	Line        int        `yaml:"-"`
-	Topo        string     `yaml:"topo"`
-	Path        []string   `yaml:"path"`
+	Name        string              `yaml:"name"`
+	Description string              `yaml:"description"`
+	Backend     string              `yaml:"backend"`
+	Seed        int64               `yaml:"seed"`
+	Hosts       yaml.Node           `yaml:"hosts"`
+	Switches    yaml.Node           `yaml:"switches"`
+	Routers     yaml.Node           `yaml:"routers"`
+	Links       []fileLink          `yaml:"links"`
+	Checks      []Check             `yaml:"checks"`
+	Timeline    []Event             `yaml:"timeline"`
+	Line        int                 `yaml:"-"`
+	Topo        string              `yaml:"topo"`
+	Path        []string            `yaml:"path"`
+	Roles       map[string][]string `yaml:"roles"`
 }
 
 type fileNode struct {
@@ -31,10 +32,11 @@ type fileNode struct {
 	Programs []Program         `yaml:"programs"`
 	Sysctls  map[string]string `yaml:"sysctls"`
 	Files    []File            `yaml:"files"`
-	// Localhost maps a loopback port to "NODE" or "NODE:PORT".
-	Localhost map[string]string `yaml:"localhost"`
-	Expose    []int             `yaml:"expose"`
-	Line      int               `yaml:"-"`
+	// Localhost maps a loopback port to "NODE" or "NODE:PORT", or is
+	// "auto" (see localhostField).
+	Localhost localhostField `yaml:"localhost"`
+	Expose    []int          `yaml:"expose"`
+	Line      int            `yaml:"-"`
 }
 
 type fileLink struct {
@@ -112,6 +114,7 @@ func (f *fileLab) lab(file string) (*Lab, error) {
 	lab := &Lab{
 		Name: f.Name, Description: f.Description, Backend: f.Backend, Seed: f.Seed,
 		Checks: f.Checks, Timeline: f.Timeline, Source: file, Path: f.Path,
+		Roles: f.Roles,
 	}
 	if lab.Name == "" {
 		lab.Name = labNameFromFile(file)
@@ -136,7 +139,7 @@ func (f *fileLab) lab(file string) (*Lab, error) {
 			if old := lab.Node(n.Name); old != nil && f.Topo != "" && old.Kind == n.Kind {
 				// A node of the generated topology, given programs or routes.
 				old.Routes, old.Programs, old.Sysctls, old.Files, old.Line = n.Routes, n.Programs, n.Sysctls, n.Files, n.Line
-				old.Localhost, old.Expose = n.Localhost, n.Expose
+				old.Localhost, old.LocalhostAuto, old.Expose = n.Localhost, n.LocalhostAuto, n.Expose
 				continue
 			}
 			lab.Nodes = append(lab.Nodes, n)
@@ -170,11 +173,11 @@ func parseNodes(n *yaml.Node, kind Kind, key string) ([]*Node, error) {
 			}
 		}
 		node := &Node{Name: name.Value, Kind: kind, Programs: fn.Programs, Sysctls: fn.Sysctls, Files: fn.Files, Expose: fn.Expose, Line: name.Line}
-		fw, err := parseLocalhost(fn.Localhost)
+		fw, err := parseLocalhost(fn.Localhost.ports)
 		if err != nil {
 			return &FieldError{Line: name.Line, Path: joinPath(key, name.Value) + ".localhost", Err: err}
 		}
-		node.Localhost = fw
+		node.Localhost, node.LocalhostAuto = fw, fn.Localhost.auto
 		for j, r := range fn.Routes {
 			rt, err := ParseRoute(r)
 			if err != nil {

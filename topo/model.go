@@ -29,6 +29,11 @@ type Lab struct {
 	// Path lists folders first on every program's PATH (after the lab's
 	// labctl), e.g. an interpreter's bin folder.
 	Path []string
+	// Roles names groups of programs one submission fills with one
+	// command: {client: [client1, client2/session]}, so --program
+	// client='python3 client.py' replaces each. A role is not a node's
+	// name; its members are "HOST" or "HOST/PROGRAM".
+	Roles map[string][]string
 	// Source says where the lab came from: a file path, "builtin:NAME" or
 	// "topo:SPEC".
 	Source string
@@ -48,6 +53,10 @@ type Node struct {
 	// connection to 127.0.0.1:PORT (or to the host's own name) reaches
 	// the target's port. Sorted by port.
 	Localhost []Forward
+	// LocalhostAuto (`localhost: auto`, or the key auto in the map)
+	// forwards every port a replaced server of the lab listens on (see
+	// docs/labfile.md, "Their own ports").
+	LocalhostAuto bool
 	// Expose makes TCP servers that listen only on loopback (127.0.0.1 or
 	// the host's own name) reachable on the host's lab addresses.
 	Expose []int

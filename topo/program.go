@@ -48,6 +48,9 @@ type Program struct {
 	// TTY gives the program a pseudo-terminal for stdin, stdout and stderr
 	// (stderr is then read with stdout).
 	TTY bool `yaml:"tty"`
+	// Display runs the program under a virtual X display of its own
+	// (Xvfb), DISPLAY set; the last frame it drew is kept as a screenshot.
+	Display bool `yaml:"display"`
 	// Student replaces these fields when the program's command is replaced
 	// (--program): a student's program may need other typing, readiness or
 	// time than the reference one.
@@ -55,7 +58,14 @@ type Program struct {
 	// Overridden is set by OverrideProgram: the command came from the
 	// command line, so relative paths in it are the invoking user's.
 	Overridden bool `yaml:"-"`
-	Line       int  `yaml:"-"`
+	// StrictReady: the readiness was named for this program (--ready, a
+	// submission's labctl.yaml), so a replaced server is ready only on
+	// that port, not on any port it listens on.
+	StrictReady bool `yaml:"-"`
+	// LabReady is the lab's readiness before --ready replaced it: the
+	// lab's port a replaced server's own port stands for.
+	LabReady *Ready `yaml:"-"`
+	Line     int    `yaml:"-"`
 }
 
 // Ready is a readiness condition, always with a deadline.
@@ -82,6 +92,7 @@ type Variant struct {
 	Env       map[string]string `yaml:"env"`
 	Path      []string          `yaml:"path"`
 	TTY       *bool             `yaml:"tty"`
+	Display   *bool             `yaml:"display"`
 }
 
 // StdinLine is one line typed into a program.
@@ -213,6 +224,14 @@ type Check struct {
 	Loose bool `yaml:"loose"`
 	// Count: each Contains and Matches is found on exactly this many lines.
 	Count *int `yaml:"count"`
+	// AtLeast and AtMost bound, instead, how many lines each Contains and
+	// Matches is found on: at_most: 1 is "never twice".
+	AtLeast *int `yaml:"at_least"`
+	AtMost  *int `yaml:"at_most"`
+
+	// AnyStatus: the program may end with any status (a refused client
+	// may exit 1 or 0): its output is evidence either way.
+	AnyStatus bool `yaml:"any_status"`
 
 	// Exit ("host/prog") ended with Status (default 0).
 	Exit   string `yaml:"exit"`
@@ -228,6 +247,18 @@ type Check struct {
 	// All passes when every one of these checks passes: one criterion
 	// judged from several programs.
 	All []Check `yaml:"all"`
+	// Any passes when one of these checks passes: the same evidence in
+	// several forms (a refusal printed by the client, or logged by the
+	// server).
+	Any []Check `yaml:"any"`
+
+	// Distinct: each program prints a line matching the pattern, and what
+	// it matches (its first group, if it has one) differs between them:
+	// every client is given a name of its own.
+	Distinct *Distinct `yaml:"distinct"`
+
+	// Counters: the engine's counters of a link show traffic.
+	Counters *CountersCheck `yaml:"counters"`
 
 	// Manual is a criterion only a person can judge (say, "the code is
 	// readable"): it is listed with its points, never passed or failed.
@@ -237,6 +268,23 @@ type Check struct {
 	Points int `yaml:"points"`
 
 	Line int `yaml:"-"`
+}
+
+// Distinct is a check that programs got different answers.
+type Distinct struct {
+	Outputs []string `yaml:"outputs"` // host/program, two or more
+	Matches string   `yaml:"matches"` // a regexp; its first group, if any, is what must differ
+	Stream  string   `yaml:"stream"`  // stdout (default), stderr, both
+	Loose   bool     `yaml:"loose"`   // letters in either case, spacing and punctuation optional
+}
+
+// CountersCheck asks a link's counters (netem.Counts, from the start of
+// the lab) for at least so much traffic.
+type CountersCheck struct {
+	Link    string `yaml:"link"`    // the link's name, e.g. client4-s1
+	From    string `yaml:"from"`    // only what this end sent; default: both directions
+	Packets uint64 `yaml:"packets"` // at least this many packets offered
+	Bytes   uint64 `yaml:"bytes"`   // at least this many bytes
 }
 
 // LineRef names an output line of a program by regular expression.
@@ -274,6 +322,12 @@ func (c Check) Kind() string {
 		return "same_file"
 	case len(c.All) > 0:
 		return "all"
+	case len(c.Any) > 0:
+		return "any"
+	case c.Distinct != nil:
+		return "distinct"
+	case c.Counters != nil:
+		return "counters"
 	case c.Manual != "":
 		return "manual"
 	}
@@ -314,6 +368,27 @@ func (c Check) Title() string {
 			parts = append(parts, s.Title())
 		}
 		return strings.Join(parts, "; and ")
+	case "any":
+		var parts []string
+		for _, s := range c.Any {
+			parts = append(parts, s.Title())
+		}
+		return strings.Join(parts, "; or ")
+	case "distinct":
+		return fmt.Sprintf("%s each print /%s/, each a different one", strings.Join(c.Distinct.Outputs, ", "), c.Distinct.Matches)
+	case "counters":
+		t := "link " + c.Counters.Link
+		if c.Counters.From != "" {
+			t += " from " + c.Counters.From
+		}
+		var want []string
+		if c.Counters.Packets > 0 {
+			want = append(want, fmt.Sprintf("%d packets", c.Counters.Packets))
+		}
+		if c.Counters.Bytes > 0 {
+			want = append(want, fmt.Sprintf("%d bytes", c.Counters.Bytes))
+		}
+		return t + " carries at least " + strings.Join(want, " and ")
 	case "manual":
 		return c.Manual
 	}
@@ -409,6 +484,60 @@ func (lab *Lab) programRef(flag, spec, ref string) (*Program, error) {
 	return p, nil
 }
 
+// maxTargets bounds how many programs one --program may name.
+const maxTargets = 64
+
+// ProgramTargets splits the left side of a --program (or --stdin, ...)
+// spec into the programs it names: "HOST", "HOST/PROGRAM", a comma list of
+// them ("server,client1,client2"), or a role of the lab's roles: map, each
+// expanded to its members. Duplicates are an error, and so are more than
+// 64 targets.
+func (lab *Lab) ProgramTargets(flag, spec, refs string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, ref := range strings.Split(refs, ",") {
+		ref = strings.TrimSpace(ref)
+		if ref == "" {
+			return nil, fmt.Errorf("%s %q: an empty name in the list of hosts", flag, spec)
+		}
+		members := []string{ref}
+		if m, ok := lab.Roles[ref]; ok && lab.Node(ref) == nil {
+			members = m
+		}
+		for _, m := range members {
+			if seen[m] {
+				return nil, fmt.Errorf("%s %q: %s is named twice", flag, spec, m)
+			}
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	if len(out) > maxTargets {
+		return nil, fmt.Errorf("%s %q: %d programs, at most %d", flag, spec, len(out), maxTargets)
+	}
+	return out, nil
+}
+
+// ExpandSpec turns one "TARGETS=VALUE" spec into one "REF=VALUE" per
+// program ProgramTargets finds: `--program server,client1='python3 x.py'`
+// is two --program flags. A spec without '=' is returned as it is, for the
+// caller's own error.
+func (lab *Lab) ExpandSpec(flag, spec string) ([]string, error) {
+	refs, val, ok := strings.Cut(spec, "=")
+	if !ok || refs == "" {
+		return []string{spec}, nil
+	}
+	targets, err := lab.ProgramTargets(flag, spec, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t + "=" + val
+	}
+	return out, nil
+}
+
 // OverrideProgram replaces the command of a program, as in
 // `--program x='python3 client.py'`: "HOST=COMMAND" when the host runs one
 // program, "HOST/PROGRAM=COMMAND" otherwise. The program keeps its name, so
@@ -457,6 +586,9 @@ func (p *Program) applyVariant(v Variant) {
 	}
 	if v.TTY != nil {
 		p.TTY = *v.TTY
+	}
+	if v.Display != nil {
+		p.Display = *v.Display
 	}
 }
 
@@ -530,7 +662,10 @@ func (lab *Lab) OverrideReady(spec string) error {
 	default:
 		return fmt.Errorf("--ready %q: want HOST=tcp:PORT, udp:PORT, line:REGEXP or none", spec)
 	}
-	p.Ready = r
+	if !p.StrictReady {
+		p.LabReady = p.Ready
+	}
+	p.Ready, p.StrictReady = r, true
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // HostnameAddr is what a host's own name resolves to inside it, as on
@@ -39,7 +41,7 @@ func parseLocalhost(m map[string]string) ([]Forward, error) {
 // checkReach validates localhost: and expose: and the lab's path:.
 func (lab *Lab) checkReach() error {
 	for _, n := range lab.Nodes {
-		if n.Kind == Switch && (len(n.Localhost) > 0 || len(n.Expose) > 0) {
+		if n.Kind == Switch && (len(n.Localhost) > 0 || len(n.Expose) > 0 || n.LocalhostAuto) {
 			return nodeErr(n, "localhost", errors.New("a switch has no programs to forward for"))
 		}
 		for _, f := range n.Localhost {
@@ -98,4 +100,33 @@ func (lab *Lab) HostsFile(host, labName string) string {
 		fmt.Fprintf(&b, "%s\t%s\n", n.Addr(), n.Name)
 	}
 	return b.String()
+}
+
+// localhostField is `localhost:`: a map of ports (`{12000: server}`), the
+// word `auto`, or a map that also holds `auto: true`.
+type localhostField struct {
+	ports map[string]string
+	auto  bool
+}
+
+func (l *localhostField) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value != "auto" {
+			return fmt.Errorf("%q: want auto, or a mapping of ports to NODE or NODE:PORT", n.Value)
+		}
+		l.auto = true
+		return nil
+	}
+	if err := n.Decode(&l.ports); err != nil {
+		return err
+	}
+	if v, ok := l.ports["auto"]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("auto: %q: want true or false", v)
+		}
+		l.auto = b
+		delete(l.ports, "auto")
+	}
+	return nil
 }

@@ -51,6 +51,9 @@ func (lab *Lab) Build() error {
 	if err := lab.checkChecks(); err != nil {
 		return err
 	}
+	if err := lab.checkRoles(); err != nil {
+		return err
+	}
 	return lab.checkTimeline()
 }
 
@@ -380,13 +383,17 @@ func (lab *Lab) checkOne(c Check, path string, top bool) error {
 		return &FieldError{Line: c.Line, Path: path + field, Err: err}
 	}
 	kinds := 0
-	for _, set := range []bool{c.Output != "", c.Exit != "", len(c.Before) > 0, len(c.SameFile) > 0, len(c.All) > 0, c.Manual != ""} {
+	for _, set := range []bool{c.Output != "", c.Exit != "", len(c.Before) > 0, len(c.SameFile) > 0, len(c.All) > 0,
+		len(c.Any) > 0, c.Distinct != nil, c.Counters != nil, c.Manual != ""} {
 		if set {
 			kinds++
 		}
 	}
 	if kinds != 1 {
-		return fe("", errors.New("give exactly one of output, exit, before, same_file, all, manual"))
+		return fe("", errors.New("give exactly one of output, exit, before, same_file, all, any, distinct, counters, manual"))
+	}
+	if c.AnyStatus && c.Output == "" {
+		return fe(".any_status", errors.New("any_status goes with an output check"))
 	}
 	if c.Points < 0 {
 		return fe(".points", errors.New("want 0 or more points"))
@@ -397,9 +404,63 @@ func (lab *Lab) checkOne(c Check, path string, top bool) error {
 	if c.Count != nil && (*c.Count < 0 || c.Output == "" || len(c.Contains)+len(c.Matches) == 0) {
 		return fe(".count", errors.New("count (0 or more) goes with an output check's contains or matches"))
 	}
+	for _, b := range []struct {
+		name string
+		n    *int
+	}{{"at_least", c.AtLeast}, {"at_most", c.AtMost}} {
+		if b.n != nil && (*b.n < 0 || c.Count != nil || c.Output == "" || len(c.Contains)+len(c.Matches) == 0) {
+			return fe("."+b.name, fmt.Errorf("%s (0 or more, without count) goes with an output check's contains or matches", b.name))
+		}
+	}
+	if c.AtLeast != nil && c.AtMost != nil && *c.AtLeast > *c.AtMost {
+		return fe(".at_least", fmt.Errorf("at_least %d is more than at_most %d", *c.AtLeast, *c.AtMost))
+	}
 	for j, sub := range c.All {
 		if err := lab.checkOne(sub, fmt.Sprintf("%s.all[%d]", path, j), false); err != nil {
 			return err
+		}
+	}
+	for j, sub := range c.Any {
+		if err := lab.checkOne(sub, fmt.Sprintf("%s.any[%d]", path, j), false); err != nil {
+			return err
+		}
+	}
+	if d := c.Distinct; d != nil {
+		if len(d.Outputs) < 2 {
+			return fe(".distinct.outputs", errors.New("want two or more programs (host/program)"))
+		}
+		for _, ref := range d.Outputs {
+			if _, _, err := lab.ResolveProgram("", ref); err != nil || !strings.Contains(ref, "/") {
+				return fe(".distinct.outputs", fmt.Errorf("%q: name an existing program as host/program", ref))
+			}
+		}
+		if _, err := regexp.Compile(d.Matches); err != nil || d.Matches == "" {
+			return fe(".distinct.matches", fmt.Errorf("bad regular expression %q", d.Matches))
+		}
+		if _, err := LooseRegexp(d.Matches); d.Loose && err != nil {
+			return fe(".distinct.matches", fmt.Errorf("regular expression %q with loose: %v", d.Matches, err))
+		}
+		switch d.Stream {
+		case "", "stdout", "stderr", "both":
+		default:
+			return fe(".distinct.stream", fmt.Errorf("%q: want stdout, stderr or both", d.Stream))
+		}
+	}
+	if k := c.Counters; k != nil {
+		var l *Link
+		for _, x := range lab.Links {
+			if x.Name == k.Link {
+				l = x
+			}
+		}
+		if l == nil {
+			return fe(".counters.link", fmt.Errorf("no link %q", k.Link))
+		}
+		if k.From != "" && l.A.Node != k.From && l.B.Node != k.From {
+			return fe(".counters.from", fmt.Errorf("%q is not an end of link %q", k.From, k.Link))
+		}
+		if k.Packets == 0 && k.Bytes == 0 {
+			return fe(".counters", errors.New("want packets or bytes (at least how many)"))
 		}
 	}
 	for _, ref := range []string{c.Output, c.Exit} {
@@ -444,6 +505,9 @@ func (lab *Lab) checkOne(c Check, path string, top bool) error {
 	}
 	if len(c.SameFile) == 1 {
 		return fe(".same_file", errors.New("want at least two paths"))
+	}
+	if len(c.SameFile) > 0 && IsFileGlob(c.SameFile[0]) {
+		return fe(".same_file", errors.New("the first path is the original: give it exactly, patterns go after it"))
 	}
 	for _, p := range c.SameFile {
 		if err := lab.checkHostPath(p); err != nil {
@@ -522,6 +586,63 @@ func (lab *Lab) checkHostPath(p string) error {
 	}
 	if !localPath(rel) {
 		return fmt.Errorf("%q: the path must stay inside the host's home folder", p)
+	}
+	if IsFileGlob(p) {
+		if _, err := path.Match(strings.TrimPrefix(rel, "**/"), "x"); err != nil {
+			return fmt.Errorf("%q: bad pattern: %v", p, err)
+		}
+	}
+	return nil
+}
+
+// IsFileGlob says a same_file path is a pattern: HOST:**/NAME (NAME at any
+// depth of the host's home) or a path.Match pattern.
+func IsFileGlob(p string) bool {
+	return !path.IsAbs(p) && strings.ContainsAny(p, "*?[")
+}
+
+// MatchFileGlob matches a path relative to a host's home (slashes) with a
+// same_file pattern: "**/" first matches at any depth.
+func MatchFileGlob(pat, rel string) bool {
+	if rest, ok := strings.CutPrefix(pat, "**/"); ok {
+		if strings.Contains(rest, "/") {
+			for i := 0; ; {
+				if m, _ := path.Match(rest, rel[i:]); m {
+					return true
+				}
+				j := strings.IndexByte(rel[i:], '/')
+				if j < 0 {
+					return false
+				}
+				i += j + 1
+			}
+		}
+		m, _ := path.Match(rest, path.Base(rel))
+		return m
+	}
+	m, _ := path.Match(pat, rel)
+	return m
+}
+
+// checkRoles validates roles: each names programs that exist, and no role
+// is a node's name (HOST in --program would be ambiguous).
+func (lab *Lab) checkRoles() error {
+	for role, refs := range lab.Roles {
+		fe := func(err error) error { return &FieldError{Path: "roles." + role, Err: err} }
+		if lab.Node(role) != nil {
+			return fe(fmt.Errorf("%q is a node's name: name the role otherwise", role))
+		}
+		if strings.ContainsAny(role, "/=,") || role == "" {
+			return fe(fmt.Errorf("%q: a role's name has no '/', '=' or ','", role))
+		}
+		if len(refs) == 0 {
+			return fe(errors.New("want at least one HOST or HOST/PROGRAM"))
+		}
+		for _, ref := range refs {
+			if _, err := lab.programRef("roles."+role, ref, ref); err != nil {
+				return fe(err)
+			}
+		}
 	}
 	return nil
 }

@@ -261,7 +261,17 @@ func prepare(o Options) (*grading, error) {
 		return nil, err
 	}
 	g := &grading{o: o, lab0: lab}
+	var specs []string
 	for _, spec := range o.Programs {
+		// server,client1,client2=TEMPLATE, or a role of the lab's roles:
+		// one submission fills several hosts.
+		e, err := lab.ExpandSpec("--program", spec)
+		if err != nil {
+			return nil, err
+		}
+		specs = append(specs, e...)
+	}
+	for _, spec := range specs {
 		ref, tmpl, ok := strings.Cut(spec, "=")
 		if !ok || ref == "" || strings.TrimSpace(tmpl) == "" {
 			return nil, fmt.Errorf("--program %q: want HOST=TEMPLATE or HOST/PROGRAM=TEMPLATE", spec)

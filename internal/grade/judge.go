@@ -56,6 +56,26 @@ func touches(lab *topo.Lab, c topo.Check) []string {
 		for _, d := range c.All {
 			out = append(out, touches(lab, d)...)
 		}
+	case "any":
+		for _, d := range c.Any {
+			out = append(out, touches(lab, d)...)
+		}
+	case "distinct":
+		out = append(out, c.Distinct.Outputs...)
+	case "counters":
+		// A link's traffic is its ends' programs' doing.
+		for _, l := range lab.Links {
+			if l.Name != c.Counters.Link {
+				continue
+			}
+			for _, end := range []string{l.A.Node, l.B.Node} {
+				if n := lab.Node(end); n != nil && (c.Counters.From == "" || c.Counters.From == end) {
+					for _, p := range n.Programs {
+						out = append(out, end+"/"+p.Name)
+					}
+				}
+			}
+		}
 	}
 	return out
 }
@@ -65,8 +85,8 @@ func exitOnly(c topo.Check) bool {
 	switch c.Kind() {
 	case "exit":
 		return true
-	case "all":
-		for _, d := range c.All {
+	case "all", "any":
+		for _, d := range append(append([]topo.Check{}, c.All...), c.Any...) {
 			if !exitOnly(d) {
 				return false
 			}
@@ -186,6 +206,31 @@ func (g *grading) outcome(row *Row, res *nodes.Result, runErr error) (string, st
 	status := map[string]nodes.ProgramStatus{}
 	for _, p := range res.Programs {
 		status[p.Program] = p
+	}
+	// A GUI program (it drew on its virtual display) whose checks did not
+	// pass cannot be driven by typing: a person must judge it, from its
+	// screenshot, not fail it. Waiting for a click until its time limit is
+	// no timeout either.
+	for _, key := range row.Roles {
+		p := status[key]
+		if !p.Window {
+			continue
+		}
+		var unjudged []string
+		for i, c := range row.Checks {
+			if !c.Pass && !c.Manual && contains(touches(g.lab0, g.lab0.Checks[i]), key) {
+				unjudged = append(unjudged, c.Title)
+			}
+		}
+		if len(unjudged) == 0 {
+			continue
+		}
+		shot := ""
+		if p.Screenshot != "" {
+			shot = fmt.Sprintf("; its screenshot: logs/%s/%s.png", safeName(row.Submission), key)
+		}
+		return NotGradable, with(fmt.Sprintf("needs a person: %s is a GUI program that typing cannot drive (%d checks about it not shown: %s)%s",
+			key, len(unjudged), strings.Join(unjudged, "; "), shot))
 	}
 	for _, key := range row.Roles {
 		if p := status[key]; p.State == nodes.StateTimedOut {

@@ -63,6 +63,10 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 	if err := os.MkdirAll(statsDir, 0o755); err != nil {
 		return row.end(NotGradable, "labctl: "+err.Error()), true
 	}
+	man, err := loadManifest(work, g.lab0, g.roles) // manifest.go
+	if err != nil {
+		return row.end(NotGradable, err.Error()), true
+	}
 	cg, err := g.cg.child(row.Lab, g.o.Limits)
 	if err != nil {
 		return row.end(NotGradable, "labctl: "+err.Error()), true
@@ -74,7 +78,7 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 	for _, r := range g.roles {
 		// The program runs in its host's home, where the supervisor puts
 		// a writable copy of the (built) submission.
-		cmd, implied, langs, err := expandTemplate(r.template, work, nodes.HomeDir(row.Lab, r.host), s.name)
+		cmd, implied, langs, err := expandTemplate(man.template(r), work, nodes.HomeDir(row.Lab, r.host), s.name)
 		if errors.Is(err, errAbsent) {
 			row.Reference = append(row.Reference, r.key)
 			continue
@@ -137,6 +141,17 @@ func (g *grading) grade(ctx context.Context, slot int, s submission) (row Row, o
 		p.Root = true // the wrapper joins the cgroup as root, then drops to uid
 		if lim := topo.Duration(g.o.TimeLimit); lim > 0 {
 			p.TimeLimit = lim
+		}
+	}
+	if man != nil {
+		var mine []role
+		for _, r := range g.roles {
+			if contains(row.Roles, r.key) {
+				mine = append(mine, r)
+			}
+		}
+		if err := man.apply(lab, mine); err != nil {
+			return row.end(NotGradable, ManifestName+": "+err.Error()), true
 		}
 	}
 	// The limit bounds the whole lab: the reference programs waiting for
