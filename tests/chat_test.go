@@ -94,7 +94,7 @@ func TestChatNicknamesBroadcastWhoMsgAndQuit(t *testing.T) {
 	b.send("/msg alice psst\n/msg zed hi\n//slash at the start\n/get x.bin\n/bogus\n\n/who\n")
 	assert.Equal(t, "OK sent to alice", b.read(5*time.Second), "each command has exactly one reply")
 	assert.Equal(t, "ERROR no such nickname zed", b.read(5*time.Second))
-	assert.Equal(t, "ERROR /get (reliable UDP download) is not available yet", b.read(5*time.Second))
+	assert.Equal(t, "ERROR no such file", b.read(5*time.Second), "/get of a missing file")
 	assert.True(t, strings.HasPrefix(b.read(5*time.Second), "ERROR unknown command"))
 	assert.Equal(t, []string{"alice", "bob"}, b.multi(), "a blank line is ignored")
 	assert.Equal(t, "[private] bob: psst", a.read(5*time.Second))

@@ -24,15 +24,22 @@ func newChatServerCmd() *cobra.Command {
 		host string
 		port int
 		cfg  chat.Config
+		udp  udpServerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "chat-server",
-		Short: "Chat server: broadcast, /who, /msg, /upload, /files, /download, /get (docs/PROTOCOLS.md section 4)",
+		Short: "Chat server: broadcast, /who, /msg, /upload, /files, /download, /get over reliable UDP (docs/PROTOCOLS.md sections 4-5)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger, cfg.Out = logger(), cmd.OutOrStdout()
 			ctx, stop := appContext()
 			defer stop()
+			srv, err := udp.server(host, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			cfg.Get = chat.RUDPGet(srv)
+			defer srv.Wait()
 			return runChatServer(ctx, net.JoinHostPort(host, strconv.Itoa(port)), cfg)
 		},
 	}
@@ -50,6 +57,7 @@ func newChatServerCmd() *cobra.Command {
 	f.Int64Var(&cfg.MaxFileSize, "max-file-size", 1<<30, "largest upload in bytes")
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line in bytes")
 	f.IntVar(&cfg.QueueBytes, "queue-bytes", 1<<20, "outbound queue per client, in bytes (each line counts 64 more); a client whose queue is full is disconnected at once")
+	udp.register(cmd)
 	return cmd
 }
 
@@ -84,7 +92,8 @@ unless --nick is given). Besides lines for the server it understands:
   /upload PATH [NAME]  send a local file (SHA-256 checked)
   /sleep DURATION      pause (scripts)
   /wait TEXT           wait for a received line containing TEXT (scripts)
-Downloads (/download NAME) are saved into --download-dir. /quit is sent
+  /get NAME [seed|sack] download NAME over reliable UDP (progress bar, goodput)
+Downloads (/download NAME, /get NAME) are saved into --download-dir. /quit is sent
 when the input ends.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -106,6 +115,7 @@ when the input ends.`,
 	f.IntVar(&cfg.MaxLine, "max-line", 4096, "longest line sent, in bytes (the server's --max-line): longer ones are refused here")
 	f.StringVar(&cfg.DownloadDir, "download-dir", "downloads", "where downloads are saved")
 	f.BoolVar(&noProgress, "no-progress", false, "no progress bar (none anyway when stderr is not a terminal)")
+	registerUDPClientFlags(cmd, &cfg.UDP)
 	return cmd
 }
 

@@ -33,6 +33,7 @@ type ClientConfig struct {
 	Diag        io.Writer     // where Run reports failed script commands (default: out)
 	// Progress, when set, gets a bar per transfer.
 	Progress func(desc string, total int64) io.WriteCloser
+	UDP      UDPConfig // /get: the reliable UDP download (get.go)
 }
 
 // Client is a chat connection: one goroutine prints what arrives (and saves

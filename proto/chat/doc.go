@@ -32,8 +32,10 @@
 //	/upload <name> <size>     + <size> raw bytes → "OK <sha256-hex>" or "ERROR <reason>"
 //	/files                    the shared file names, sorted, one a line, then "."
 //	/download <name>          "FILE <name> <size>" + <size> raw bytes, or "ERROR <reason>"
-//	/get <name>               "UDP <port> <size> <sha256>" (section 5) once a GetHandler is
-//	                          set; until then NotAvailableGet
+//	/get <name> [seed|sack]   "UDP <port> <size> <sha256>" and the file over reliable
+//	                          UDP on that port (section 5, get.go, package proto/rudp),
+//	                          or "ERROR <reason>", once a GetHandler is set; until
+//	                          then NotAvailableGet
 //	/quit                     "BYE", then the server closes the connection
 //
 // Other "/" words get "ERROR unknown command …". "* <nick> joined" and

@@ -174,22 +174,3 @@ func (s *Server) upload(m *member, br *bufio.Reader, name string, size int64) (b
 	s.reply(m, "OK "+sum)
 	return false, ""
 }
-
-// getUDP is the seam for the reliable UDP download (PROTOCOLS.md section 5).
-func (s *Server) getUDP(ctx context.Context, m *member, name string) {
-	if s.cfg.Get == nil {
-		s.reply(m, NotAvailableGet)
-		return
-	}
-	f, size, err := s.store.Open(name)
-	if err != nil {
-		s.reply(m, "ERROR "+filestore.Reason(err))
-		return
-	}
-	line, err := s.cfg.Get(ctx, GetRequest{Nick: m.nick, Name: name, File: f, Size: size, Remote: m.c.RemoteAddr()})
-	if err != nil {
-		s.reply(m, "ERROR "+err.Error())
-		return
-	}
-	s.reply(m, line)
-}

@@ -130,6 +130,8 @@ func (c *Client) runLine(ctx context.Context, line string, waitFrom *int) (bool,
 			name = args[1]
 		}
 		return false, c.Upload(ctx, args[0], name)
+	case "/get":
+		return false, c.Get(ctx, rest)
 	case "/quit":
 		return true, c.Quit(ctx)
 	}

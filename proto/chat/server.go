@@ -27,6 +27,7 @@ type GetRequest struct {
 	File   *os.File // opened safely inside the repository; the handler owns it
 	Size   int64
 	Remote net.Addr // the client's TCP address (the UDP peer's host)
+	Algo   string   // "seed", "sack" or "" (the server's default): /get <name> [seed|sack]
 }
 
 // GetHandler starts a reliable-UDP transfer and returns the reply line
