@@ -64,6 +64,10 @@ func startDisplay(ns, fbdir string) (*display, error) {
 	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", displayGeometry, "-fbdir", fbdir,
 		"-nolisten", "tcp", "-nolisten", "unix", "-ac", "-noreset", "-br")
 	cmd.ExtraFiles = []*os.File{w}
+	// What Xvfb says when it cannot start goes into the error (the last
+	// 4 KiB); a running Xvfb's chatter is dropped.
+	var stderr tailBuffer
+	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = nsdo.DoNamed(ns, cmd.Start)
 	w.Close()
@@ -82,7 +86,7 @@ func startDisplay(ns, fbdir string) (*display, error) {
 		if err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			return nil, fmt.Errorf("display: Xvfb named no display (%q)", s)
+			return nil, fmt.Errorf("display: Xvfb named no display (%q): %s", s, stderr.last())
 		}
 	case <-time.After(displayStart):
 		_ = cmd.Process.Kill()
@@ -251,4 +255,31 @@ func blank(img image.Image) bool {
 		}
 	}
 	return true
+}
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+// last is its last non-empty line.
+func (t *tailBuffer) last() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
+	if l := strings.TrimSpace(lines[len(lines)-1]); l != "" {
+		return l
+	}
+	return "it printed nothing"
 }
