@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Default port pool (the seed's 55000-55015, 55000 left for its chat).
@@ -26,8 +28,9 @@ type Pool struct {
 	min, max int
 	listen   func(ctx context.Context, addr string) (net.PacketConn, error)
 
-	mu   sync.Mutex
-	used map[int]bool
+	mu       sync.Mutex
+	used     map[int]bool
+	released map[int]time.Time // when each port was last given back
 }
 
 // NewPool serves ports min..max on host ("" = every address).
@@ -36,7 +39,7 @@ func NewPool(host string, min, max int) (*Pool, error) {
 		return nil, fmt.Errorf("bad port range %d-%d", min, max)
 	}
 	var lc net.ListenConfig
-	return &Pool{host: host, min: min, max: max, used: map[int]bool{},
+	return &Pool{host: host, min: min, max: max, used: map[int]bool{}, released: map[int]time.Time{},
 		listen: func(ctx context.Context, addr string) (net.PacketConn, error) {
 			return lc.ListenPacket(ctx, "udp4", addr)
 		}}, nil
@@ -64,14 +67,22 @@ func ParsePortRange(s string) (int, int, error) {
 func (p *Pool) String() string { return fmt.Sprintf("%d-%d", p.min, p.max) }
 
 // Acquire binds a free port of the pool; release frees it (and closes the
-// socket). A port taken by another program is skipped.
+// socket). A port taken by another program is skipped. Of the free ports
+// it takes the one given back longest ago (never used first): the lossy,
+// duplicating, reordering links labs make can deliver a finished
+// transfer's SYN late, and a port handed out again at once would take
+// that stale SYN for its new client's.
 func (p *Pool) Acquire(ctx context.Context) (net.PacketConn, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var free []int
 	for port := p.min; port <= p.max; port++ {
-		if p.used[port] {
-			continue
+		if !p.used[port] {
+			free = append(free, port)
 		}
+	}
+	sort.SliceStable(free, func(i, j int) bool { return p.released[free[i]].Before(p.released[free[j]]) })
+	for _, port := range free {
 		pc, err := p.listen(ctx, net.JoinHostPort(p.host, strconv.Itoa(port)))
 		if err != nil {
 			continue
@@ -83,6 +94,7 @@ func (p *Pool) Acquire(ctx context.Context) (net.PacketConn, func(), error) {
 				pc.Close()
 				p.mu.Lock()
 				delete(p.used, port)
+				p.released[port] = time.Now()
 				p.mu.Unlock()
 			})
 		}, nil

@@ -287,6 +287,24 @@ func TestPoolFull(t *testing.T) {
 	assert.Zero(t, p.InUse())
 }
 
+// A port given back is handed out again only after the others: a late SYN
+// of the transfer that ended there must not meet a new transfer.
+func TestPoolReusesTheLongestFreedPortLast(t *testing.T) {
+	p, err := NewPool("127.0.0.1", 40010, 40012)
+	require.NoError(t, err)
+	port := func(pc net.PacketConn) int { return pc.LocalAddr().(*net.UDPAddr).Port }
+	a, relA, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Skip("ports 40010-40012 busy")
+	}
+	first := port(a)
+	relA()
+	b, relB, err := p.Acquire(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, first, port(b), "the port just given back was handed out again at once")
+	relB()
+}
+
 func TestParsePortRange(t *testing.T) {
 	lo, hi, err := ParsePortRange("55001-55015")
 	require.NoError(t, err)
