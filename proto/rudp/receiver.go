@@ -295,6 +295,9 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
+// handshakeRetryMax caps the time between two SYNs (and SYN-ACKs).
+const handshakeRetryMax = 300 * time.Millisecond
+
 func (r *receiver) handshake(ctx context.Context) error {
 	deadline := time.Now().Add(r.cfg.HandshakeTimeout)
 	backoff := 200 * time.Millisecond
@@ -302,7 +305,10 @@ func (r *receiver) handshake(ctx context.Context) error {
 		sent := time.Now()
 		r.send(&Packet{Kind: KindSYN, Window: uint32(r.win.n)})
 		p, err := r.next(ctx, minTime(deadline, sent.Add(backoff)))
-		backoff = min(2*backoff, time.Second)
+		// Little backoff: a SYN is one small datagram, and a lab may lose
+		// 30 % of each of two links each way, so that only one SYN and
+		// SYN-ACK round in five gets through; 10 s must give it ~35 tries.
+		backoff = min(backoff*3/2, handshakeRetryMax)
 		if err != nil {
 			if isTimeout(err) {
 				continue

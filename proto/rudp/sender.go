@@ -284,7 +284,7 @@ func (s *session) handshake(ctx context.Context, locked chan struct{}) error {
 				return fmt.Errorf("handshake: no ACK from %s within %v", s.peer, s.cfg.HandshakeTimeout)
 			}
 			synack()
-			sentAt, sends, backoff = time.Now(), sends+1, min(2*backoff, time.Second)
+			sentAt, sends, backoff = time.Now(), sends+1, min(backoff*3/2, handshakeRetryMax)
 			continue
 		}
 		t.Reset(wait)
