@@ -94,6 +94,25 @@ type UDPConfig struct {
 // into DownloadDir, printing "saved ..." with the goodput, or an ERROR line.
 func (c *Client) Get(ctx context.Context, rest string) error {
 	name, _ := splitGetAlgo(rest)
+	for try := 1; ; try++ {
+		err := c.get(ctx, rest, name, try == getTries)
+		if !errors.Is(err, rudp.ErrNoSYNACK) {
+			return err
+		}
+		msg := fmt.Sprintf("no answer from the UDP port for %s (%v); asking again (%d of %d)", name, err, try+1, getTries)
+		c.print(msg)
+		c.record(msg)
+	}
+}
+
+// getTries bounds the /get requests for one download whose handshake
+// never heard the server: on a lossy, busy link a whole handshake can be
+// lost, and a new /get (a new port, a new transfer) costs nothing.
+const getTries = 3
+
+// get is one /get; last: a handshake that hears nothing is reported as an
+// ERROR line, not returned for another try.
+func (c *Client) get(ctx context.Context, rest, name string, last bool) error {
 	l, err := c.Command(ctx, "/get "+rest)
 	if err != nil {
 		return fmt.Errorf("/get %q: %w", name, err)
@@ -116,6 +135,9 @@ func (c *Client) Get(ctx context.Context, rest string) error {
 		}
 	}
 	res, err := rudp.Fetch(ctx, host, l, c.cfg.DownloadDir, name, !u.UDPChecksum, cfg)
+	if errors.Is(err, rudp.ErrNoSYNACK) && !last {
+		return err
+	}
 	if err != nil {
 		msg := "ERROR get: " + err.Error()
 		c.print(msg)

@@ -295,6 +295,10 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
+// ErrNoSYNACK is a handshake that heard nothing from the server: the
+// transfer never started, so a new /get may be tried at once.
+var ErrNoSYNACK = errors.New("no SYN-ACK")
+
 // handshakeRetryMax caps the time between two SYNs (and SYN-ACKs).
 const handshakeRetryMax = 300 * time.Millisecond
 
@@ -334,7 +338,7 @@ func (r *receiver) handshake(ctx context.Context) error {
 			r.drops.Unexpected.Add(1)
 		}
 	}
-	return fmt.Errorf("handshake: no SYN-ACK from %s within %v", r.server, r.cfg.HandshakeTimeout)
+	return fmt.Errorf("handshake: %w from %s within %v", ErrNoSYNACK, r.server, r.cfg.HandshakeTimeout)
 }
 
 func (r *receiver) complete() bool { return r.held == r.size }
